@@ -1,0 +1,49 @@
+"""Phone numbers: normalisation, jurisdiction and the keyed hash that stands in for them everywhere."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+import phonenumbers
+
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def is_e164(value: str) -> bool:
+    """True for a syntactically valid E.164 string (`+` and 7 to 15 digits)."""
+    return bool(_E164.match(value))
+
+
+def normalise(value: str | None) -> str | None:
+    """The E.164 form of a dialable number, or None when it is not one (anonymous, SIP user, garbage).
+
+    Accepts what Chime puts in `From`/`To` and what a SIP URI user part carries (`+49 30 …`, `tel:`).
+    """
+    if not value or len(value) > 64:
+        return None
+    candidate = value.strip().removeprefix("tel:")
+    try:
+        parsed = phonenumbers.parse(candidate, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def jurisdiction(e164: str | None) -> str | None:
+    """ISO 3166 region of a number (`DE`, `US`), or None when it cannot be told."""
+    if e164 is None:
+        return None
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        return None
+    return region if region and region != "ZZ" else None
+
+
+def caller_key(e164: str, pepper: str) -> str:
+    """HMAC-SHA256 of the E.164 number: the only form in which a caller's number is stored or logged."""
+    return hmac.new(pepper.encode(), e164.encode(), hashlib.sha256).hexdigest()

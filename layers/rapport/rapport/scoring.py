@@ -1,0 +1,26 @@
+"""Interest scores that fade with time, and conversion rates that do not starve new agents."""
+
+from __future__ import annotations
+
+from rapport.models import Agent, Interest
+
+DAY = 86_400.0
+
+
+def faded_score(interest: Interest, now: float, half_life_days: float) -> float:
+    """The interest's score halved for every `half_life_days` since it was last seen; 0 once expired."""
+    if interest.expires_at is not None and interest.expires_at <= now:
+        return 0.0
+    age_days = max(0.0, now - interest.updated_at) / DAY
+    return float(interest.score * 0.5 ** (age_days / half_life_days))
+
+
+def conversion_rate(agent: Agent, product: str, prior: float, prior_weight: float) -> float:
+    """Sales per call for this product, pulled towards `prior` while there are few calls.
+
+    An agent with no history scores the prior instead of zero, so a new agent is tried (explored)
+    rather than starved by colleagues with a long record.
+    """
+    stats = agent.stats.get(product)
+    calls, sales = (stats.calls, stats.sales) if stats else (0, 0)
+    return (sales + prior * prior_weight) / (calls + prior_weight)

@@ -1,0 +1,46 @@
+"""Runtime settings, validated once from the environment the template sets."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rapport.numbers import is_e164
+
+# Used only where no secret is configured (local development and tests); never in AWS.
+DEVELOPMENT_PEPPER = "rapport-local-development-pepper"
+
+
+class Settings(BaseSettings):
+    """Everything a function needs to know about its deployment. Built by the caller, never at import."""
+
+    model_config = SettingsConfigDict(env_prefix="RAPPORT_", extra="ignore", frozen=True)
+
+    table_name: str = Field(validation_alias="TABLE_NAME", min_length=3)
+    caller_key_secret_arn: str = ""
+    caller_key_pepper: str = DEVELOPMENT_PEPPER
+    voice_connector_arn: str = ""
+    fallback_route: str = ""
+    fallback_message: str = (
+        "Sorry, all of our agents are busy right now. Please call again a little later. Goodbye."
+    )
+    caller_id_number: str = ""
+    time_budget_ms: int = Field(default=1500, ge=100, le=4000)
+    ring_timeout_seconds: int = Field(default=20, ge=1, le=120)
+    max_candidates: int = Field(default=5, ge=1, le=8)
+
+    @field_validator("fallback_route", "caller_id_number")
+    @classmethod
+    def _e164_or_empty(cls, value: str) -> str:
+        value = value.strip()
+        if value and not is_e164(value):
+            raise ValueError("must be empty or an E.164 number such as +18005550100")
+        return value
+
+    @field_validator("fallback_message")
+    @classmethod
+    def _speakable(cls, value: str) -> str:
+        value = value.strip()
+        if not value or len(value) > 1000:
+            raise ValueError("must be 1 to 1,000 characters (the Speak action's limit)")
+        return value

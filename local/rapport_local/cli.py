@@ -1,0 +1,148 @@
+"""The `rapport` command: a local DynamoDB, scenario files and the demo, on one machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from rapport_local import PROJECT_DIR
+from rapport_local.engine import DynamoDBLocal, EngineError, create_table, endpoint_from_environment
+from rapport_local.scenario import TABLE_NAME, CallResult, Scenario, ScenarioPlayer
+
+DEMO_SCENARIO = PROJECT_DIR / "examples" / "demo.json"
+
+
+@contextmanager
+def engine_endpoint(endpoint: str | None) -> Iterator[str]:
+    """The given DynamoDB endpoint, or a fresh DynamoDB Local on a free loopback port for the duration."""
+    if endpoint:
+        yield endpoint
+        return
+    with DynamoDBLocal() as engine:
+        yield engine.endpoint
+
+
+def _player(scenario: Scenario, endpoint: str, verbose: bool) -> ScenarioPlayer:
+    create_table(endpoint, TABLE_NAME)
+    level = "INFO" if verbose else "ERROR"
+    player = ScenarioPlayer(scenario, endpoint, environment={"POWERTOOLS_LOG_LEVEL": level})
+    # The handler logs JSON to stdout as Lambda wants; here stdout carries results, so logs go to stderr.
+    for handler in logging.getLogger("rapport").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stderr)
+    player.load()
+    return player
+
+
+def _describe(index: int, name: str, result: CallResult) -> str:
+    if result.agent:
+        outcome = f"agent {result.agent} [{result.mode}]"
+    elif result.route == "fallback_number":
+        outcome = "the fallback number"
+    else:
+        outcome = "the closing message"
+    tries = f"{result.attempts} attempt{'s' if result.attempts != 1 else ''}"
+    lines = [f"{index}. {name}", f"   caller {result.caller} → {outcome}, {tries} (rang: {', '.join(result.rang) or '-'})"]
+    lines += [f"   · {reason}" for reason in result.reasons]
+    lines += [f"   ✗ {failure}" for failure in result.failures]
+    latency = sorted(result.handler_ms)
+    if latency:
+        lines.append(f"   handler: {len(latency)} invocations, slowest {latency[-1]:.1f} ms")
+    return "\n".join(lines)
+
+
+def demo(args: argparse.Namespace) -> int:
+    scenario = Scenario.load(args.scenario)
+    print(f"rapport demo: {scenario.description}\nStarting DynamoDB Local and loading the scenario…", flush=True)
+    with engine_endpoint(args.endpoint or endpoint_from_environment()) as endpoint:
+        player = _player(scenario, endpoint, args.verbose)
+        print(
+            f"DynamoDB Local at {endpoint}: {len(scenario.agents)} agents, {len(scenario.callers)} callers,"
+            f" {len(scenario.catalog)} products.\n",
+            flush=True,
+        )
+        results = []
+        for index, call in enumerate(scenario.calls, start=1):
+            result = player.play_call(call)
+            results.append(result)
+            print(_describe(index, call.name, result) + "\n", flush=True)
+    failed = [r for r in results if not r.ok]
+    print(f"{len(results) - len(failed)} of {len(results)} calls routed as expected.")
+    return 1 if failed else 0
+
+
+def simulate(args: argparse.Namespace) -> int:
+    scenario = Scenario.load(args.file)
+    with engine_endpoint(args.endpoint or endpoint_from_environment()) as endpoint:
+        player = _player(scenario, endpoint, args.verbose)
+        results = [player.play_call(call) for call in scenario.calls]
+    for result in results:
+        print(json.dumps(result.as_json(), ensure_ascii=False))
+    failed = sum(not r.ok for r in results)
+    print(f"simulate: {len(results) - failed} passed, {failed} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def engine(args: argparse.Namespace) -> int:
+    with DynamoDBLocal(port=args.port) as local:
+        create_table(local.endpoint, TABLE_NAME)
+        if args.load:
+            _player(Scenario.load(args.load), local.endpoint, verbose=False)
+        print(f"DynamoDB Local is running with table {TABLE_NAME!r}. In another shell:")
+        print(f"  export AWS_ENDPOINT_URL_DYNAMODB={local.endpoint}")
+        print("Press Ctrl-C to stop it.", flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="rapport", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+
+    run_demo = commands.add_parser("demo", help="start DynamoDB Local, load the demo and route a few calls")
+    run_demo.add_argument("--scenario", type=Path, default=DEMO_SCENARIO, help="scenario file to play")
+    run_demo.set_defaults(run=demo)
+
+    run_simulate = commands.add_parser("simulate", help="play a scenario file; exit 1 when an expectation fails")
+    run_simulate.add_argument("file", type=Path)
+    run_simulate.set_defaults(run=simulate)
+
+    run_engine = commands.add_parser("engine", help="run DynamoDB Local with rapport's table until Ctrl-C")
+    run_engine.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
+    run_engine.add_argument("--load", type=Path, default=None, help="scenario file whose data to load")
+    run_engine.set_defaults(run=engine)
+
+    for command in (run_demo, run_simulate):
+        command.add_argument(
+            "--endpoint", default=None,
+            help="use this DynamoDB endpoint instead of starting one (default: $AWS_ENDPOINT_URL_DYNAMODB)",
+        )
+        command.add_argument("--verbose", action="store_true", help="show the handler's log lines on stderr")
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    try:
+        return int(args.run(args))
+    except (EngineError, FileNotFoundError, ValueError) as error:
+        print(f"rapport: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,343 @@
+"""Scenario files: agents, callers and calls, played through the real SMA handler against DynamoDB Local.
+
+The player takes the SIP media application's part: it sends each call's events (NEW_INBOUND_CALL, then
+ACTION_FAILED or ACTION_SUCCESSFUL for every bridge, then HANGUP) in the order Chime would, checks every
+response against the SMA's contract and compares the outcome with the call's expectations.
+The format is documented in the README ("Scenario files").
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from unittest import mock
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from rapport.models import (
+    Agent,
+    AgentEndpoint,
+    CallerProfile,
+    Consent,
+    Interest,
+    LastAgent,
+    Presence,
+    Product,
+    ProductStats,
+    RoutingMode,
+)
+from rapport.numbers import caller_key, is_e164
+from rapport.scoring import DAY
+from rapport.settings import DEVELOPMENT_PEPPER
+from rapport.store import Store
+
+from rapport_local.engine import local_client, local_environment
+from rapport_local.lambda_runner import LocalFunction
+from rapport_local.sma_contract import response_problems
+
+TABLE_NAME = "rapport-local"
+RING_SECONDS = 6.0
+MAX_STEPS = 12
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ScenarioAgent(_Strict):
+    agent_id: str
+    name: str = ""
+    endpoint: AgentEndpoint
+    proficiency: dict[str, int] = Field(default_factory=dict)
+    languages: list[str] = Field(default_factory=list)
+    presence: Presence = Presence.ONLINE
+    idle_minutes: float = 0.0
+    wrap_up_seconds: int = 30
+    stats: dict[str, ProductStats] = Field(default_factory=dict)
+
+    def agent(self, start: float) -> Agent:
+        return Agent(
+            agent_id=self.agent_id, name=self.name, endpoint=self.endpoint, proficiency=self.proficiency,
+            languages=self.languages, presence=self.presence, wrap_up_seconds=self.wrap_up_seconds,
+            stats=self.stats, idle_since=start - self.idle_minutes * 60 if self.idle_minutes else 0.0,
+        )
+
+
+class ScenarioInterest(_Strict):
+    product: str
+    score: float = Field(ge=0, le=1)
+    source: str = "social"
+    days_ago: float = Field(default=0.0, ge=0)
+
+
+class ScenarioCaller(_Strict):
+    name: str = ""
+    number: str
+    consents: dict[str, bool] = Field(default_factory=dict)
+    objected: bool = False
+    interests: list[ScenarioInterest] = Field(default_factory=list)
+    last_agent: str | None = None
+    last_call_days_ago: float = Field(default=7.0, ge=0)
+
+    @field_validator("number")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        if not is_e164(value):
+            raise ValueError("caller numbers must be E.164, such as +4930555010")
+        return value
+
+
+class Expectation(_Strict):
+    agent: str | None = None
+    mode: RoutingMode | None = None
+    attempts: int | None = None
+    route: Literal["agent", "fallback_number", "message"] | None = None
+
+
+class ScenarioCall(_Strict):
+    name: str
+    from_: str = Field(alias="from")
+    to: str = "+18005550100"
+    sip_headers: dict[str, str] = Field(default_factory=dict)
+    after_minutes: float = Field(default=0.0, ge=0)
+    unanswered: list[str] = Field(default_factory=list)
+    hangup: Literal["caller", "agent"] = "caller"
+    talk_seconds: float = Field(default=180.0, ge=0)
+    expect: Expectation | None = None
+
+
+class Scenario(_Strict):
+    description: str = ""
+    parameters: dict[str, str] = Field(default_factory=dict)
+    catalog: list[Product] = Field(default_factory=list)
+    agents: list[ScenarioAgent] = Field(default_factory=list)
+    callers: list[ScenarioCaller] = Field(default_factory=list)
+    calls: list[ScenarioCall] = Field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> Scenario:
+        return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+def mask(number: str) -> str:
+    """A number as it may be shown on screen: country code and last two digits only."""
+    return f"{number[:3]}…{number[-2:]}" if len(number) > 6 else "…"
+
+
+@dataclass
+class CallResult:
+    name: str
+    caller: str
+    route: str = "none"
+    agent: str | None = None
+    mode: str | None = None
+    rang: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    handler_ms: list[float] = field(default_factory=list)
+
+    @property
+    def attempts(self) -> int:
+        return len(self.rang)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "call": self.name, "caller": self.caller, "ok": self.ok, "route": self.route, "agent": self.agent,
+            "mode": self.mode, "attempts": self.attempts, "rang": self.rang, "reasons": self.reasons,
+            "failures": self.failures,
+        }
+
+
+class _Call:
+    """One call as the SMA sees it: its legs, sequence numbers and the attributes we were given."""
+
+    def __init__(self, player: ScenarioPlayer, spec: ScenarioCall) -> None:
+        self.player = player
+        self.spec = spec
+        self.transaction_id = str(uuid.uuid4())
+        self.sequence = 0
+        self.attributes: dict[str, str] = {}
+        self.leg_a: dict[str, Any] = {
+            "CallId": str(uuid.uuid4()), "ParticipantTag": "LEG-A", "To": spec.to, "From": spec.from_,
+            "Direction": "Inbound", "StartTimeInMilliseconds": str(int(player.clock * 1000)), "Status": "Connected",
+        }
+        if spec.sip_headers:
+            self.leg_a["SipHeaders"] = dict(spec.sip_headers)
+
+    def send(self, result: CallResult, event_type: str, participants: list[dict[str, Any]],
+             action_data: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.sequence += 1
+        details: dict[str, Any] = {
+            "TransactionId": self.transaction_id, "AwsAccountId": "123456789012", "AwsRegion": "us-east-1",
+            "SipRuleId": "local-sip-rule", "SipMediaApplicationId": "local-sma", "Participants": participants,
+        }
+        if self.attributes:
+            details["TransactionAttributes"] = dict(self.attributes)
+        event: dict[str, Any] = {
+            "SchemaVersion": "1.0", "Sequence": self.sequence, "InvocationEventType": event_type,
+            "CallDetails": details,
+        }
+        if action_data is not None:
+            event["ActionData"] = action_data
+        started = time.perf_counter()
+        response = self.player.invoke(event)
+        result.handler_ms.append((time.perf_counter() - started) * 1000)
+        for problem in response_problems(response):
+            result.failures.append(f"{event_type}: invalid response: {problem}")
+        if isinstance(response, dict) and isinstance(response.get("TransactionAttributes"), dict):
+            self.attributes = response["TransactionAttributes"]
+        return response if isinstance(response, dict) else {"Actions": []}
+
+
+class ScenarioPlayer:
+    """Loads a scenario into the table at `endpoint` and plays its calls through SmaRouterFunction."""
+
+    def __init__(
+        self, scenario: Scenario, endpoint: str, table_name: str = TABLE_NAME,
+        environment: dict[str, str] | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.store = Store(local_client(endpoint), table_name)
+        self.function = LocalFunction(
+            "SmaRouterFunction",
+            parameters=scenario.parameters,
+            resources={"Table": table_name, "CallerKeySecret": ""},
+            environment={**local_environment(endpoint), **(environment or {})},
+        )
+        self.pepper = self.function.environment.get("RAPPORT_CALLER_KEY_PEPPER", DEVELOPMENT_PEPPER)
+        self.fallback_number = self.function.environment.get("RAPPORT_FALLBACK_ROUTE", "")
+        self.clock = time.time()
+        self._addresses = {agent.endpoint.address: agent.agent_id for agent in scenario.agents}
+        self._names = {caller.number: caller.name for caller in scenario.callers}
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        # The handler reads the time once per invocation; here it reads the scenario's clock.
+        with mock.patch.object(self.function.module, "now", lambda: self.clock):
+            return self.function.invoke(event)
+
+    def load(self) -> None:
+        """Write the scenario's catalog, agents and callers (with their consents and interests)."""
+        start = self.clock
+        for product in self.scenario.catalog:
+            self.store.put_product(product)
+        for agent in self.scenario.agents:
+            self.store.put_agent(agent.agent(start))
+        for caller in self.scenario.callers:
+            key = caller_key(caller.number, self.pepper)
+            profile = CallerProfile(
+                consents={
+                    purpose: Consent(granted=granted, at=start - DAY, source="scenario")
+                    for purpose, granted in caller.consents.items()
+                },
+                objected=caller.objected,
+                objected_at=start - DAY if caller.objected else None,
+                created_at=start - 30 * DAY,
+            )
+            interests = [
+                Interest(
+                    product=interest.product, score=interest.score, updated_at=start - interest.days_ago * DAY,
+                    sources=[interest.source], expires_at=start + 90 * DAY,
+                )
+                for interest in caller.interests
+            ]
+            last = None
+            if caller.last_agent:
+                at = start - caller.last_call_days_ago * DAY
+                last = LastAgent(agent_id=caller.last_agent, call_id="earlier-call", at=at, expires_at=at + 180 * DAY)
+            self.store.put_caller(key, profile, interests, last)
+
+    def play(self) -> list[CallResult]:
+        return [self.play_call(call) for call in self.scenario.calls]
+
+    def play_call(self, spec: ScenarioCall) -> CallResult:
+        self.clock += spec.after_minutes * 60
+        label = self._names.get(spec.from_) or mask(spec.from_)
+        result = CallResult(name=spec.name, caller=label)
+        call = _Call(self, spec)
+        response = call.send(result, "NEW_INBOUND_CALL", [call.leg_a])
+        for _ in range(MAX_STEPS):
+            actions = {action.get("Type"): action.get("Parameters", {}) for action in response.get("Actions", [])}
+            if "CallAndBridge" in actions:
+                response = self._bridge(call, result, actions["CallAndBridge"])
+                if response is None:
+                    break
+                continue
+            if "Speak" in actions or "Hangup" in actions:
+                if "Speak" in actions:
+                    result.route = "message"
+                call.leg_a["Status"] = "Disconnected"
+                hangup = {"SipResponseCode": "0", "CallId": call.leg_a["CallId"], "ParticipantTag": "LEG-A"}
+                call.send(result, "HANGUP", [call.leg_a], {"Type": "Hangup", "Parameters": hangup})
+                break
+            result.failures.append("the caller was left in silence: no action to take")
+            break
+        self._explain(call, result)
+        self._compare(spec, result)
+        return result
+
+    def _bridge(self, call: _Call, result: CallResult, parameters: dict[str, Any]) -> dict[str, Any] | None:
+        """Ring the bridge target; return the handler's next response, or None when the call ended."""
+        endpoint = (parameters.get("Endpoints") or [{}])[0]
+        target = str(endpoint.get("Uri", ""))
+        agent_id = self._addresses.get(target)
+        is_fallback = agent_id is None and target == self.fallback_number
+        result.rang.append(agent_id or ("fallback" if is_fallback else target))
+        self.clock += RING_SECONDS
+        action = {"Type": "CallAndBridge", "Parameters": parameters}
+        # A target the scenario does not know (neither an agent nor the fallback) cannot answer.
+        if (agent_id or "fallback") in call.spec.unanswered or (agent_id is None and not is_fallback):
+            failed = {**action, "ErrorType": "CallNotAnswered", "ErrorMessage": "The bridged party did not answer."}
+            return call.send(result, "ACTION_FAILED", [call.leg_a], failed)
+        leg_b = {
+            "CallId": str(uuid.uuid4()), "ParticipantTag": "LEG-B", "To": target,
+            "From": parameters.get("CallerIdNumber", ""), "Direction": "Outbound",
+            "StartTimeInMilliseconds": str(int(self.clock * 1000)), "Status": "Connected",
+        }
+        call.send(result, "ACTION_SUCCESSFUL", [call.leg_a, leg_b], action)
+        result.route = "agent" if agent_id else "fallback_number"
+        result.agent = agent_id
+        result.mode = call.attributes.get("rp_mode")
+        self.clock += call.spec.talk_seconds
+        gone, other = (call.leg_a, leg_b) if call.spec.hangup == "caller" else (leg_b, call.leg_a)
+        gone["Status"] = "Disconnected"
+        hangup = {"SipResponseCode": "0", "CallId": gone["CallId"], "ParticipantTag": gone["ParticipantTag"]}
+        response = call.send(result, "HANGUP", [call.leg_a, leg_b], {"Type": "Hangup", "Parameters": hangup})
+        hung_up = [
+            a for a in response.get("Actions", [])
+            if a.get("Type") == "Hangup" and a.get("Parameters", {}).get("CallId") == other["CallId"]
+        ]
+        if not hung_up:
+            result.failures.append(f"after {gone['ParticipantTag']} hung up, the other leg was not hung up")
+        return None
+
+    def _explain(self, call: _Call, result: CallResult) -> None:
+        record = self.store.decision(caller_key(call.spec.from_, self.pepper), call.transaction_id)
+        if record is None:
+            record = self.store.decision(None, call.transaction_id)
+        if record is None:
+            result.reasons = ["no decision record was stored"]
+            return
+        chosen = next((c for c in record.candidates if c.agent_id == result.agent), None)
+        result.reasons = [*(chosen.reasons if chosen else []), *record.reasons]
+
+    @staticmethod
+    def _compare(spec: ScenarioCall, result: CallResult) -> None:
+        expect = spec.expect
+        if expect is None:
+            return
+        checks = [
+            ("agent", expect.agent, result.agent, "agent" in expect.model_fields_set),
+            ("mode", expect.mode.value if expect.mode else None, result.mode, expect.mode is not None),
+            ("attempts", expect.attempts, result.attempts, expect.attempts is not None),
+            ("route", expect.route, result.route, expect.route is not None),
+        ]
+        for name, wanted, got, asked in checks:
+            if asked and wanted != got:
+                result.failures.append(f"expected {name} {wanted!r}, got {got!r}")
