@@ -1,0 +1,264 @@
+"""SmaRouterFunction: the Amazon Chime SDK SIP media application's Lambda.
+
+Each invocation event type has one function in `HANDLERS`; each parses what it needs, calls one step of
+`rapport.calls.CallFlow` and maps the result to actions. Whatever goes wrong, the SMA gets a valid answer
+within the time budget: a fallback route, a polite message, or no new actions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from rapport.calls import CallFlow, CallState, InboundCall, Route, RouteKind, Stage
+from rapport.deadline import Deadline
+from rapport.models import EndpointKind
+from rapport.numbers import is_e164, normalise
+from rapport.privacy import load_rules
+from rapport.secrets import caller_key_pepper
+from rapport.settings import Settings
+from rapport.store import Store
+from sip_context import read_sip_context
+from sma_actions import Action, BridgeEndpoint, CallAndBridge, Hangup, Speak, response
+from sma_events import SmaEvent, parse_event
+
+logger = Logger()
+
+# Said when even the settings cannot be read: the caller still hears something before the line drops.
+EMERGENCY_MESSAGE = "Sorry, we cannot take your call right now. Please try again later. Goodbye."
+EMPTY: dict[str, Any] = {"SchemaVersion": "1.0", "Actions": []}
+
+
+class Services:
+    """Per-container clients and settings, built on first use, never at import."""
+
+    def __init__(self) -> None:
+        self.settings = Settings()
+        self.store = Store.connect(self.settings.table_name)
+        self.flow = CallFlow(self.store, self.settings, None, load_rules())
+        self._pepper_known = False
+
+    def ready_flow(self) -> CallFlow:
+        """The call flow with the caller-key pepper, fetched once; a failed fetch is retried next call."""
+        if not self._pepper_known:
+            try:
+                pepper = caller_key_pepper(self.settings)
+            except Exception:
+                logger.exception("caller-key pepper unavailable: routing without profile data")
+                return self.flow
+            self.flow = CallFlow(self.store, self.settings, pepper, load_rules())
+            self._pepper_known = True
+        return self.flow
+
+
+@cache
+def services() -> Services:
+    return Services()
+
+
+def now() -> float:
+    """Wall-clock time of this invocation, read once; every step below is handed this value."""
+    return time.time()
+
+
+# -- mapping routes to actions ------------------------------------------------------------------------
+
+
+def _caller_id(settings: Settings, event: SmaEvent) -> str:
+    """The configured caller ID, else the caller's own number, else the number they dialled (ours)."""
+    leg = event.caller_leg
+    for number in (settings.caller_id_number, leg.from_ if leg else None, leg.to if leg else None):
+        if number and is_e164(number):
+            return number
+    return settings.caller_id_number or (leg.to if leg and leg.to else "")
+
+
+def _bridge(settings: Settings, event: SmaEvent, endpoint: BridgeEndpoint) -> CallAndBridge:
+    return CallAndBridge(
+        CallTimeoutSeconds=settings.ring_timeout_seconds,
+        CallerIdNumber=_caller_id(settings, event),
+        Endpoints=[endpoint],
+    )
+
+
+def _closing(event: SmaEvent, message: str) -> list[Action]:
+    leg = event.caller_leg
+    if leg is None or not leg.call_id:
+        return [Hangup(ParticipantTag="LEG-A")]
+    return [Speak(CallId=leg.call_id, Text=message), Hangup(CallId=leg.call_id)]
+
+
+def _actions_for(route: Route, settings: Settings, event: SmaEvent) -> list[Action]:
+    if route.kind is RouteKind.AGENT and route.endpoint is not None:
+        if route.endpoint.kind is EndpointKind.PSTN:
+            endpoint = BridgeEndpoint(BridgeEndpointType="PSTN", Uri=route.endpoint.address)
+        else:
+            endpoint = BridgeEndpoint(
+                BridgeEndpointType="AWS", Uri=route.endpoint.address, Arn=settings.voice_connector_arn
+            )
+        return [_bridge(settings, event, endpoint)]
+    if route.kind is RouteKind.FALLBACK_NUMBER and route.number:
+        return [_bridge(settings, event, BridgeEndpoint(BridgeEndpointType="PSTN", Uri=route.number))]
+    if route.kind is RouteKind.MESSAGE:
+        return _closing(event, route.message or settings.fallback_message)
+    return []
+
+
+def _answer(route: Route, settings: Settings, event: SmaEvent) -> dict[str, Any]:
+    logger.info(
+        "routed",
+        extra={
+            "route": route.kind.value,
+            "agent_id": route.state.agent_id,
+            "mode": route.state.mode.value,
+            "attempt": route.state.attempt,
+            "reason": route.reason,
+        },
+    )
+    return response(_actions_for(route, settings, event), route.state.to_attributes())
+
+
+def _state(event: SmaEvent) -> CallState:
+    """The state our last response stored; a call without one has nothing left to release."""
+    return CallState.from_attributes(event.call_details.transaction_attributes) or CallState(stage=Stage.DONE)
+
+
+# -- one function per event type ----------------------------------------------------------------------
+
+
+def on_new_inbound_call(event: SmaEvent, deadline: Deadline) -> dict[str, Any]:
+    svc = services()
+    flow = svc.ready_flow()
+    leg = event.caller_leg
+    headers = read_sip_context(leg.sip_headers if leg else {})
+    for problem in headers.problems:
+        logger.warning("SIP header ignored", extra={"problem": problem})
+    caller = normalise(leg.from_) if leg else None
+    call = InboundCall(
+        call_id=event.call_details.transaction_id,
+        caller=caller,
+        dialled=headers.dialled or (normalise(leg.to) if leg else None),
+        live_products=headers.products,
+    )
+    logger.append_keys(caller_key=flow.caller_key_for(caller))
+    return _answer(flow.start(call, now(), deadline), svc.settings, event)
+
+
+def on_action_failed(event: SmaEvent, deadline: Deadline) -> dict[str, Any]:
+    svc = services()
+    action = event.action_data
+    state = _state(event)
+    error = (action.error_type if action else None) or "unknown error"
+    logger.warning("action failed", extra={"action": action.type if action else None, "error_type": error})
+    if action is None or action.type != "CallAndBridge":
+        # A failed Speak or Hangup: nothing sensible is left to play; end the call cleanly.
+        return response(
+            [Hangup(ParticipantTag="LEG-A")], state.model_copy(update={"stage": Stage.DONE}).to_attributes()
+        )
+    route = svc.ready_flow().no_answer(state, event.call_details.transaction_id, error, now(), deadline)
+    return _answer(route, svc.settings, event)
+
+
+def on_action_successful(event: SmaEvent, deadline: Deadline) -> dict[str, Any]:
+    action = event.action_data
+    if action is None or action.type != "CallAndBridge":
+        return EMPTY
+    state = (
+        services().ready_flow().connected(_state(event), event.call_details.transaction_id, now(), deadline)
+    )
+    return response([], state.to_attributes())
+
+
+def on_hangup(event: SmaEvent, deadline: Deadline) -> dict[str, Any]:
+    """Chime does not hang up the other leg: do it, and release the agent."""
+    parameters = event.action_data.parameters if event.action_data else {}
+    gone_tag = str(parameters.get("ParticipantTag", "")).upper() or None
+    gone_id = parameters.get("CallId")
+    others = [
+        p
+        for p in event.call_details.participants
+        if p.connected and p.call_id and p.call_id != gone_id and (gone_tag is None or p.tag != gone_tag)
+    ]
+    state = _state(event)
+    if state.stage is not Stage.DONE:
+        state = services().ready_flow().ended(state, event.call_details.transaction_id, now(), deadline)
+    return response([Hangup(CallId=p.call_id) for p in others], state.to_attributes())
+
+
+def on_invalid_lambda_response(event: SmaEvent, deadline: Deadline) -> dict[str, Any]:
+    action = event.action_data
+    logger.error(
+        "SMA rejected our last response",
+        extra={
+            "error_type": event.error_type or (action.error_type if action else None),
+            "error_message": event.error_message or (action.error_message if action else None),
+        },
+    )
+    svc = services()
+    flow = svc.ready_flow()
+    state = CallState.from_attributes(event.call_details.transaction_attributes)
+    if state is None:
+        return _answer(flow.fallback(CallState(), "the SMA rejected a response"), svc.settings, event)
+    if state.stage in (Stage.MESSAGE, Stage.DONE):
+        # Even the closing message was refused: do not loop, just end the call.
+        return response(
+            [Hangup(ParticipantTag="LEG-A")], state.model_copy(update={"stage": Stage.DONE}).to_attributes()
+        )
+    released = flow.ended(state, event.call_details.transaction_id, now(), deadline)
+    route = flow.fallback(
+        released.model_copy(update={"stage": Stage.FALLBACK}), "the SMA rejected a response"
+    )
+    return _answer(route, svc.settings, event)
+
+
+def ignore(event: SmaEvent, deadline: Deadline) -> dict[str, Any]:
+    """Events whose answer the SMA ignores, or that need nothing from us."""
+    return EMPTY
+
+
+Handler = Callable[[SmaEvent, Deadline], dict[str, Any]]
+
+HANDLERS: dict[str, Handler] = {
+    "NEW_INBOUND_CALL": on_new_inbound_call,
+    "ACTION_FAILED": on_action_failed,
+    "ACTION_SUCCESSFUL": on_action_successful,
+    "HANGUP": on_hangup,
+    "INVALID_LAMBDA_RESPONSE": on_invalid_lambda_response,
+    "NEW_OUTBOUND_CALL": ignore,
+    "RINGING": ignore,
+    "CALL_ANSWERED": ignore,
+    "ACTION_INTERRUPTED": ignore,
+    "DIGITS_RECEIVED": ignore,
+    "CALL_UPDATE_REQUESTED": ignore,
+}
+
+# Event types after which the caller would be left in silence if we answered nothing.
+NEEDS_A_ROUTE = {"NEW_INBOUND_CALL", "ACTION_FAILED", "INVALID_LAMBDA_RESPONSE"}
+
+
+def emergency_response(event: SmaEvent) -> dict[str, Any]:
+    """Answer when the normal path failed: a short message and hang-up where the caller is waiting."""
+    if event.event_type not in NEEDS_A_ROUTE:
+        return EMPTY
+    return response(_closing(event, EMERGENCY_MESSAGE), CallState(stage=Stage.DONE).to_attributes())
+
+
+def lambda_handler(raw_event: Any, context: Any) -> dict[str, Any]:
+    logger.clear_state()
+    event, problems = parse_event(raw_event)
+    logger.append_keys(call_id=event.call_details.transaction_id or None, event_type=event.event_type)
+    if problems:
+        logger.warning("malformed event, using what could be read", extra={"problems": problems})
+    handler = HANDLERS.get(event.event_type)
+    if handler is None:
+        logger.warning("unknown event type: answering with no actions")
+        return EMPTY
+    try:
+        budget_ms = services().settings.time_budget_ms
+        return handler(event, Deadline.for_invocation(context, budget_ms))
+    except Exception:
+        logger.exception("handler failed: answering with the emergency route")
+        return emergency_response(event)

@@ -1,0 +1,63 @@
+"""Actions the SIP media application understands, and the response envelope that carries them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1.0"
+MAX_ACTIONS = 10
+MAX_TRANSACTION_ATTRIBUTES = 10
+
+
+class _Parameters(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class BridgeEndpoint(_Parameters):
+    BridgeEndpointType: Literal["PSTN", "AWS"]
+    Uri: str
+    Arn: str | None = None
+
+
+class CallAndBridge(_Parameters):
+    CallTimeoutSeconds: int = Field(ge=1, le=120)
+    CallerIdNumber: str
+    Endpoints: list[BridgeEndpoint] = Field(min_length=1, max_length=1)
+
+
+class Speak(_Parameters):
+    CallId: str
+    Text: str = Field(min_length=1, max_length=1000)
+    Engine: Literal["standard", "neural"] = "neural"
+    LanguageCode: str = "en-US"
+    TextType: Literal["text", "ssml"] = "text"
+    VoiceId: str = "Joanna"
+
+
+class Hangup(_Parameters):
+    SipResponseCode: Literal["0", "480", "486"] = "0"
+    CallId: str | None = None
+    ParticipantTag: str | None = None
+
+
+Action = CallAndBridge | Speak | Hangup
+
+
+def response(actions: list[Action], attributes: dict[str, str] | None = None) -> dict[str, Any]:
+    """The Lambda's answer. `attributes=None` leaves the call's TransactionAttributes as they are."""
+    if len(actions) > MAX_ACTIONS:
+        raise ValueError(f"at most {MAX_ACTIONS} actions per response")
+    body: dict[str, Any] = {
+        "SchemaVersion": SCHEMA_VERSION,
+        "Actions": [
+            {"Type": type(action).__name__, "Parameters": action.model_dump(exclude_none=True)}
+            for action in actions
+        ],
+    }
+    if attributes is not None:
+        if len(attributes) > MAX_TRANSACTION_ATTRIBUTES:
+            raise ValueError(f"at most {MAX_TRANSACTION_ATTRIBUTES} transaction attributes")
+        body["TransactionAttributes"] = attributes
+    return body
