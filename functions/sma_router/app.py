@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from rapport import SERVICE_NAME
 from rapport.calls import CallFlow, CallState, InboundCall, Route, RouteKind, Stage
 from rapport.deadline import Deadline
 from rapport.models import EndpointKind
@@ -25,7 +26,7 @@ from sip_context import read_sip_context
 from sma_actions import Action, BridgeEndpoint, CallAndBridge, Hangup, Speak, response
 from sma_events import SmaEvent, parse_event
 
-logger = Logger()
+logger = Logger(service=SERVICE_NAME)
 
 # Said when even the settings cannot be read: the caller still hears something before the line drops.
 EMERGENCY_MESSAGE = "Sorry, we cannot take your call right now. Please try again later. Goodbye."

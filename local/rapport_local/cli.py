@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -10,7 +11,6 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 from rapport_local import PROJECT_DIR
@@ -20,7 +20,7 @@ from rapport_local.scenario import TABLE_NAME, CallResult, Scenario, ScenarioPla
 DEMO_SCENARIO = PROJECT_DIR / "examples" / "demo.json"
 
 
-@contextmanager
+@contextlib.contextmanager
 def engine_endpoint(endpoint: str | None) -> Iterator[str]:
     """The given DynamoDB endpoint, or a fresh DynamoDB Local on a free loopback port for the duration."""
     if endpoint:
@@ -50,7 +50,10 @@ def _describe(index: int, name: str, result: CallResult) -> str:
     else:
         outcome = "the closing message"
     tries = f"{result.attempts} attempt{'s' if result.attempts != 1 else ''}"
-    lines = [f"{index}. {name}", f"   caller {result.caller} → {outcome}, {tries} (rang: {', '.join(result.rang) or '-'})"]
+    lines = [
+        f"{index}. {name}",
+        f"   caller {result.caller} → {outcome}, {tries} (rang: {', '.join(result.rang) or '-'})",
+    ]
     lines += [f"   · {reason}" for reason in result.reasons]
     lines += [f"   ✗ {failure}" for failure in result.failures]
     latency = sorted(result.handler_ms)
@@ -61,7 +64,9 @@ def _describe(index: int, name: str, result: CallResult) -> str:
 
 def demo(args: argparse.Namespace) -> int:
     scenario = Scenario.load(args.scenario)
-    print(f"rapport demo: {scenario.description}\nStarting DynamoDB Local and loading the scenario…", flush=True)
+    print(
+        f"rapport demo: {scenario.description}\nStarting DynamoDB Local and loading the scenario…", flush=True
+    )
     with engine_endpoint(args.endpoint or endpoint_from_environment()) as endpoint:
         player = _player(scenario, endpoint, args.verbose)
         print(
@@ -101,10 +106,8 @@ def engine(args: argparse.Namespace) -> int:
         print("Press Ctrl-C to stop it.", flush=True)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 
@@ -116,7 +119,9 @@ def parser() -> argparse.ArgumentParser:
     run_demo.add_argument("--scenario", type=Path, default=DEMO_SCENARIO, help="scenario file to play")
     run_demo.set_defaults(run=demo)
 
-    run_simulate = commands.add_parser("simulate", help="play a scenario file; exit 1 when an expectation fails")
+    run_simulate = commands.add_parser(
+        "simulate", help="play a scenario file; exit 1 when an expectation fails"
+    )
     run_simulate.add_argument("file", type=Path)
     run_simulate.set_defaults(run=simulate)
 
@@ -127,7 +132,8 @@ def parser() -> argparse.ArgumentParser:
 
     for command in (run_demo, run_simulate):
         command.add_argument(
-            "--endpoint", default=None,
+            "--endpoint",
+            default=None,
             help="use this DynamoDB endpoint instead of starting one (default: $AWS_ENDPOINT_URL_DYNAMODB)",
         )
         command.add_argument("--verbose", action="store_true", help="show the handler's log lines on stderr")

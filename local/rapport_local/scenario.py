@@ -60,9 +60,15 @@ class ScenarioAgent(_Strict):
 
     def agent(self, start: float) -> Agent:
         return Agent(
-            agent_id=self.agent_id, name=self.name, endpoint=self.endpoint, proficiency=self.proficiency,
-            languages=self.languages, presence=self.presence, wrap_up_seconds=self.wrap_up_seconds,
-            stats=self.stats, idle_since=start - self.idle_minutes * 60 if self.idle_minutes else 0.0,
+            agent_id=self.agent_id,
+            name=self.name,
+            endpoint=self.endpoint,
+            proficiency=self.proficiency,
+            languages=self.languages,
+            presence=self.presence,
+            wrap_up_seconds=self.wrap_up_seconds,
+            stats=self.stats,
+            idle_since=start - self.idle_minutes * 60 if self.idle_minutes else 0.0,
         )
 
 
@@ -149,8 +155,15 @@ class CallResult:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "call": self.name, "caller": self.caller, "ok": self.ok, "route": self.route, "agent": self.agent,
-            "mode": self.mode, "attempts": self.attempts, "rang": self.rang, "reasons": self.reasons,
+            "call": self.name,
+            "caller": self.caller,
+            "ok": self.ok,
+            "route": self.route,
+            "agent": self.agent,
+            "mode": self.mode,
+            "attempts": self.attempts,
+            "rang": self.rang,
+            "reasons": self.reasons,
             "failures": self.failures,
         }
 
@@ -165,23 +178,39 @@ class _Call:
         self.sequence = 0
         self.attributes: dict[str, str] = {}
         self.leg_a: dict[str, Any] = {
-            "CallId": str(uuid.uuid4()), "ParticipantTag": "LEG-A", "To": spec.to, "From": spec.from_,
-            "Direction": "Inbound", "StartTimeInMilliseconds": str(int(player.clock * 1000)), "Status": "Connected",
+            "CallId": str(uuid.uuid4()),
+            "ParticipantTag": "LEG-A",
+            "To": spec.to,
+            "From": spec.from_,
+            "Direction": "Inbound",
+            "StartTimeInMilliseconds": str(int(player.clock * 1000)),
+            "Status": "Connected",
         }
         if spec.sip_headers:
             self.leg_a["SipHeaders"] = dict(spec.sip_headers)
 
-    def send(self, result: CallResult, event_type: str, participants: list[dict[str, Any]],
-             action_data: dict[str, Any] | None = None) -> dict[str, Any]:
+    def send(
+        self,
+        result: CallResult,
+        event_type: str,
+        participants: list[dict[str, Any]],
+        action_data: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         self.sequence += 1
         details: dict[str, Any] = {
-            "TransactionId": self.transaction_id, "AwsAccountId": "123456789012", "AwsRegion": "us-east-1",
-            "SipRuleId": "local-sip-rule", "SipMediaApplicationId": "local-sma", "Participants": participants,
+            "TransactionId": self.transaction_id,
+            "AwsAccountId": "123456789012",
+            "AwsRegion": "us-east-1",
+            "SipRuleId": "local-sip-rule",
+            "SipMediaApplicationId": "local-sma",
+            "Participants": participants,
         }
         if self.attributes:
             details["TransactionAttributes"] = dict(self.attributes)
         event: dict[str, Any] = {
-            "SchemaVersion": "1.0", "Sequence": self.sequence, "InvocationEventType": event_type,
+            "SchemaVersion": "1.0",
+            "Sequence": self.sequence,
+            "InvocationEventType": event_type,
             "CallDetails": details,
         }
         if action_data is not None:
@@ -200,7 +229,10 @@ class ScenarioPlayer:
     """Loads a scenario into the table at `endpoint` and plays its calls through SmaRouterFunction."""
 
     def __init__(
-        self, scenario: Scenario, endpoint: str, table_name: str = TABLE_NAME,
+        self,
+        scenario: Scenario,
+        endpoint: str,
+        table_name: str = TABLE_NAME,
         environment: dict[str, str] | None = None,
     ) -> None:
         self.scenario = scenario
@@ -219,7 +251,7 @@ class ScenarioPlayer:
 
     def invoke(self, event: dict[str, Any]) -> Any:
         # The handler reads the time once per invocation; here it reads the scenario's clock.
-        with mock.patch.object(self.function.module, "now", lambda: self.clock):
+        with mock.patch.object(self.function.module, "now", return_value=self.clock):
             return self.function.invoke(event)
 
     def load(self) -> None:
@@ -242,15 +274,20 @@ class ScenarioPlayer:
             )
             interests = [
                 Interest(
-                    product=interest.product, score=interest.score, updated_at=start - interest.days_ago * DAY,
-                    sources=[interest.source], expires_at=start + 90 * DAY,
+                    product=interest.product,
+                    score=interest.score,
+                    updated_at=start - interest.days_ago * DAY,
+                    sources=[interest.source],
+                    expires_at=start + 90 * DAY,
                 )
                 for interest in caller.interests
             ]
             last = None
             if caller.last_agent:
                 at = start - caller.last_call_days_ago * DAY
-                last = LastAgent(agent_id=caller.last_agent, call_id="earlier-call", at=at, expires_at=at + 180 * DAY)
+                last = LastAgent(
+                    agent_id=caller.last_agent, call_id="earlier-call", at=at, expires_at=at + 180 * DAY
+                )
             self.store.put_caller(key, profile, interests, last)
 
     def play(self) -> list[CallResult]:
@@ -263,7 +300,9 @@ class ScenarioPlayer:
         call = _Call(self, spec)
         response = call.send(result, "NEW_INBOUND_CALL", [call.leg_a])
         for _ in range(MAX_STEPS):
-            actions = {action.get("Type"): action.get("Parameters", {}) for action in response.get("Actions", [])}
+            actions = {
+                action.get("Type"): action.get("Parameters", {}) for action in response.get("Actions", [])
+            }
             if "CallAndBridge" in actions:
                 response = self._bridge(call, result, actions["CallAndBridge"])
                 if response is None:
@@ -293,12 +332,20 @@ class ScenarioPlayer:
         action = {"Type": "CallAndBridge", "Parameters": parameters}
         # A target the scenario does not know (neither an agent nor the fallback) cannot answer.
         if (agent_id or "fallback") in call.spec.unanswered or (agent_id is None and not is_fallback):
-            failed = {**action, "ErrorType": "CallNotAnswered", "ErrorMessage": "The bridged party did not answer."}
+            failed = {
+                **action,
+                "ErrorType": "CallNotAnswered",
+                "ErrorMessage": "The bridged party did not answer.",
+            }
             return call.send(result, "ACTION_FAILED", [call.leg_a], failed)
         leg_b = {
-            "CallId": str(uuid.uuid4()), "ParticipantTag": "LEG-B", "To": target,
-            "From": parameters.get("CallerIdNumber", ""), "Direction": "Outbound",
-            "StartTimeInMilliseconds": str(int(self.clock * 1000)), "Status": "Connected",
+            "CallId": str(uuid.uuid4()),
+            "ParticipantTag": "LEG-B",
+            "To": target,
+            "From": parameters.get("CallerIdNumber", ""),
+            "Direction": "Outbound",
+            "StartTimeInMilliseconds": str(int(self.clock * 1000)),
+            "Status": "Connected",
         }
         call.send(result, "ACTION_SUCCESSFUL", [call.leg_a, leg_b], action)
         result.route = "agent" if agent_id else "fallback_number"
@@ -310,7 +357,8 @@ class ScenarioPlayer:
         hangup = {"SipResponseCode": "0", "CallId": gone["CallId"], "ParticipantTag": gone["ParticipantTag"]}
         response = call.send(result, "HANGUP", [call.leg_a, leg_b], {"Type": "Hangup", "Parameters": hangup})
         hung_up = [
-            a for a in response.get("Actions", [])
+            a
+            for a in response.get("Actions", [])
             if a.get("Type") == "Hangup" and a.get("Parameters", {}).get("CallId") == other["CallId"]
         ]
         if not hung_up:

@@ -14,10 +14,24 @@ _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _AWS_URI = re.compile(r"^[A-Za-z0-9&=+$/%\-_!~*().]{1,30}$")
 _VOICE_CONNECTOR_ARN = re.compile(r"^arn:aws[a-z-]*:chime:[a-z0-9-]+:\d{12}:vc/[A-Za-z0-9]+$")
 KNOWN_ACTIONS = {
-    "CallAndBridge", "Hangup", "Speak", "SpeakAndGetDigits", "PlayAudio", "PlayAudioAndGetDigits", "Pause",
-    "SendDigits", "ReceiveDigits", "RecordAudio", "JoinChimeMeeting", "ModifyChimeMeetingAttendees",
-    "StartBotConversation", "StartCallRecording", "StopCallRecording", "PauseCallRecording",
-    "ResumeCallRecording", "VoiceFocus",
+    "CallAndBridge",
+    "Hangup",
+    "Speak",
+    "SpeakAndGetDigits",
+    "PlayAudio",
+    "PlayAudioAndGetDigits",
+    "Pause",
+    "SendDigits",
+    "ReceiveDigits",
+    "RecordAudio",
+    "JoinChimeMeeting",
+    "ModifyChimeMeetingAttendees",
+    "StartBotConversation",
+    "StartCallRecording",
+    "StopCallRecording",
+    "PauseCallRecording",
+    "ResumeCallRecording",
+    "VoiceFocus",
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from rapport import SERVICE_NAME
 from rapport.deadline import Deadline
 from rapport.models import (
     Agent,
@@ -37,7 +38,7 @@ from rapport.scoring import DAY
 from rapport.settings import Settings
 from rapport.store import AgentTaken, ConditionFailed, Store, StoreError, StoreUnavailable
 
-logger = Logger(child=True)
+logger = Logger(service=SERVICE_NAME, child=True)
 
 # An agent stays reserved a little longer than the phone rings, so a late ACTION_FAILED still finds them.
 RING_HOLD_MARGIN_SECONDS = 15

@@ -25,6 +25,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from rapport import SERVICE_NAME
 from rapport.deadline import Deadline
 from rapport.models import (
     Agent,
@@ -43,7 +44,7 @@ from rapport.models import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-logger = Logger(child=True)
+logger = Logger(service=SERVICE_NAME, child=True)
 
 AGENTS_PK = "AGENTS"
 CATALOG_PK = "CATALOG"

@@ -1,0 +1,196 @@
+"""template.yaml: it lints clean, declares what the design binds us to, and builds into deployable artefacts.
+
+`sam validate --lint` and `sam build` use the SAM CLI named by RAPPORT_SAM (default: .venv-sam/bin/sam in the
+repository); they are skipped only when that executable does not exist.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.api import lint_file
+from rapport_local.template import load_template
+
+pytestmark = pytest.mark.template
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "template.yaml"
+ROUTER_TABLE_ACTIONS = {
+    "dynamodb:Query",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:ConditionCheckItem",
+}
+
+
+@pytest.fixture(scope="module")
+def resources() -> dict[str, Any]:
+    resources: dict[str, Any] = load_template(TEMPLATE)["Resources"]
+    return resources
+
+
+def policy_statements(function: dict[str, Any]) -> list[dict[str, Any]]:
+    """The inline statements of a SAM function's Policies (no managed policies or SAM templates allowed)."""
+    statements: list[dict[str, Any]] = []
+    for policy in function["Properties"].get("Policies", []):
+        assert isinstance(policy, dict), f"only inline statements are expected, got {policy!r}"
+        assert set(policy) == {"Statement"}, f"only inline statements are expected, got {policy!r}"
+        statements.extend(policy["Statement"])
+    return statements
+
+
+def actions_of(statement: dict[str, Any]) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else list(actions)
+
+
+def test_cfn_lint_reports_no_errors_or_warnings() -> None:
+    matches = lint_file(TEMPLATE)
+    assert [str(match) for match in matches] == []
+
+
+def test_table_is_on_demand_with_ttl_backups_and_encryption_and_outlives_the_stack(
+    resources: dict[str, Any],
+) -> None:
+    table = resources["Table"]
+    properties = table["Properties"]
+
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert "GlobalSecondaryIndexes" not in properties
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert properties["SSESpecification"]["SSEEnabled"] is True
+    # It holds consents and decision records: deleting or replacing the stack must not lose them.
+    assert table["DeletionPolicy"] == "Retain"
+    assert table["UpdateReplacePolicy"] == "Retain"
+
+
+def test_sip_media_application_invokes_the_router_alias(resources: dict[str, Any]) -> None:
+    assert resources["SmaRouterFunction"]["Properties"]["AutoPublishAlias"] == "live"
+    sma = resources["SipMediaApplication"]["Properties"]
+    assert sma["Endpoints"] == [{"LambdaArn": {"Ref": "SmaRouterFunction.Alias"}}]
+    assert sma["AwsRegion"] == {"Ref": "AWS::Region"}
+
+
+def test_only_chime_voice_in_this_account_may_invoke_the_router(resources: dict[str, Any]) -> None:
+    permission = resources["SmaInvokePermission"]
+    assert permission["Type"] == "AWS::Lambda::Permission"
+    assert permission["Properties"] == {
+        "Action": "lambda:InvokeFunction",
+        "FunctionName": {"Ref": "SmaRouterFunction.Alias"},
+        "Principal": "voiceconnector.chime.amazonaws.com",
+        "SourceAccount": {"Ref": "AWS::AccountId"},
+    }
+
+
+def test_router_reads_and_writes_the_table_but_never_scans_or_deletes(resources: dict[str, Any]) -> None:
+    statements = policy_statements(resources["SmaRouterFunction"])
+    actions = {action for statement in statements for action in actions_of(statement)}
+
+    assert not actions & {"dynamodb:Scan", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+    assert not [action for action in actions if action.endswith("*")], "no wildcard actions"
+    assert {action for action in actions if action.startswith("dynamodb:")} == ROUTER_TABLE_ACTIONS
+    for statement in statements:
+        if any(action.startswith("dynamodb:") for action in actions_of(statement)):
+            assert statement["Resource"] == {"Fn::GetAtt": ["Table", "Arn"]}
+        else:
+            assert actions_of(statement) == ["secretsmanager:GetSecretValue"]
+            assert statement["Resource"] == {"Ref": "CallerKeySecret"}
+
+
+def test_sip_rule_exists_only_with_a_phone_number_and_its_function_only_manages_sip_rules(
+    resources: dict[str, Any],
+) -> None:
+    rule = resources["SipRule"]
+    assert rule["Type"] == "Custom::SipRule"
+    assert rule["Condition"] == "HasPhoneNumber"
+    assert rule["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["SipRuleFunction", "Arn"]}
+    assert rule["Properties"]["SipMediaApplicationId"] == {
+        "Fn::GetAtt": ["SipMediaApplication", "SipMediaApplicationId"]
+    }
+
+    function = resources["SipRuleFunction"]
+    assert function["Properties"]["CodeUri"] == "functions/sip_rule/"
+    actions = {action for statement in policy_statements(function) for action in actions_of(statement)}
+    assert actions == {
+        "chime:CreateSipRule",
+        "chime:UpdateSipRule",
+        "chime:GetSipRule",
+        "chime:DeleteSipRule",
+    }
+
+
+@pytest.fixture(scope="module")
+def sam() -> Path:
+    path = Path(os.environ.get("RAPPORT_SAM", ".venv-sam/bin/sam"))
+    path = path if path.is_absolute() else REPO / path
+    if not path.is_file():
+        pytest.skip(f"no SAM CLI at {path}: set RAPPORT_SAM or install aws-sam-cli into .venv-sam")
+    return path
+
+
+@pytest.fixture(scope="module")
+def sam_environment() -> dict[str, str]:
+    """The process environment with a python3.13 (which `sam build` needs for this runtime) first on PATH.
+
+    pyenv's shims do not count: a shim for a version that is not selected fails sam's check. Without pyenv,
+    a python3.13 already on PATH is used.
+    """
+    environment = {**os.environ, "SAM_CLI_TELEMETRY": "0"}
+    pyenv_root = os.environ.get("PYENV_ROOT") or _pyenv_root()
+    candidates = sorted(Path(pyenv_root).glob("versions/3.13*/bin/python3.13")) if pyenv_root else []
+    if candidates:
+        environment["PATH"] = f"{candidates[-1].parent}{os.pathsep}{environment.get('PATH', '')}"
+    return environment
+
+
+def _pyenv_root() -> str | None:
+    pyenv = shutil.which("pyenv")
+    if pyenv is None:
+        return None
+    return subprocess.run([pyenv, "root"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def run_sam(sam: Path, environment: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(sam), *arguments],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_sam_validate_with_lint_passes(sam: Path, sam_environment: dict[str, str]) -> None:
+    result = run_sam(sam, sam_environment, "validate", "--lint", "--region", "us-east-1", "-t", str(TEMPLATE))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sam_build_packages_the_layer_for_arm64_and_the_custom_resource_with_crhelper(
+    sam: Path, sam_environment: dict[str, str], tmp_path: Path
+) -> None:
+    build = tmp_path / "build"
+    result = run_sam(sam, sam_environment, "build", "-t", str(TEMPLATE), "--build-dir", str(build))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    layer = build / "RapportLayer" / "python"
+    assert (layer / "rapport" / "__init__.py").is_file()
+    # The functions run on arm64: a compiled dependency built for x86_64 would fail at import there.
+    compiled = sorted(path.name for path in layer.glob("pydantic_core/_pydantic_core*.so"))
+    assert compiled, "pydantic-core's compiled module is missing from the layer"
+    assert all("aarch64" in name for name in compiled), compiled
+    assert (build / "SipRuleFunction" / "crhelper" / "__init__.py").is_file()
+    assert (build / "SipRuleFunction" / "app.py").is_file()
