@@ -13,6 +13,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from rapport import SERVICE_NAME
+
 from rapport_local import PROJECT_DIR
 from rapport_local.engine import DynamoDBLocal, EngineError, create_table, endpoint_from_environment
 from rapport_local.scenario import TABLE_NAME, CallResult, Scenario, ScenarioPlayer
@@ -35,9 +37,10 @@ def _player(scenario: Scenario, endpoint: str, verbose: bool) -> ScenarioPlayer:
     level = "INFO" if verbose else "ERROR"
     player = ScenarioPlayer(scenario, endpoint, environment={"POWERTOOLS_LOG_LEVEL": level})
     # The handler logs JSON to stdout as Lambda wants; here stdout carries results, so logs go to stderr.
-    for handler in logging.getLogger("rapport").handlers:
+    # (Assigned rather than setStream(), which would flush a stream that may be closed by now.)
+    for handler in logging.getLogger(SERVICE_NAME).handlers:
         if isinstance(handler, logging.StreamHandler):
-            handler.setStream(sys.stderr)
+            handler.stream = sys.stderr
     player.load()
     return player
 

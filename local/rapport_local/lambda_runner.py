@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -85,6 +86,21 @@ class LocalFunction:
         with mock.patch.dict(os.environ, self.environment):
             spec.loader.exec_module(module)
         return module
+
+    def invoke_concurrently(self, events: list[Any], workers: int) -> list[Any]:
+        """Invoke once per event from `workers` threads, like that many warm containers sharing one
+        module (the environment is applied once around all of them; results keep the events' order)."""
+        with mock.patch.dict(os.environ, self.environment), ThreadPoolExecutor(workers) as pool:
+            contexts = [
+                FakeLambdaContext(self.spec.logical_id, self.spec.timeout, self.spec.memory_mb)
+                for _ in events
+            ]
+            return list(
+                pool.map(
+                    lambda pair: self._handler(copy.deepcopy(pair[0]), pair[1]),
+                    zip(events, contexts, strict=True),
+                )
+            )
 
     def invoke(self, event: Any) -> Any:
         """Run the handler once with a copy of `event`, as Lambda would, and return its result."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rapport.models import (
     Agent,
     AgentEndpoint,
+    AttemptOutcome,
     CallerProfile,
     Consent,
     Interest,
@@ -37,6 +37,7 @@ from rapport.store import Store
 from rapport_local.engine import local_client, local_environment
 from rapport_local.lambda_runner import LocalFunction
 from rapport_local.sma_contract import response_problems
+from rapport_local.sma_driver import SimulatedCall, actions_of
 
 TABLE_NAME = "rapport-local"
 RING_SECONDS = 6.0
@@ -168,63 +169,6 @@ class CallResult:
         }
 
 
-class _Call:
-    """One call as the SMA sees it: its legs, sequence numbers and the attributes we were given."""
-
-    def __init__(self, player: ScenarioPlayer, spec: ScenarioCall) -> None:
-        self.player = player
-        self.spec = spec
-        self.transaction_id = str(uuid.uuid4())
-        self.sequence = 0
-        self.attributes: dict[str, str] = {}
-        self.leg_a: dict[str, Any] = {
-            "CallId": str(uuid.uuid4()),
-            "ParticipantTag": "LEG-A",
-            "To": spec.to,
-            "From": spec.from_,
-            "Direction": "Inbound",
-            "StartTimeInMilliseconds": str(int(player.clock * 1000)),
-            "Status": "Connected",
-        }
-        if spec.sip_headers:
-            self.leg_a["SipHeaders"] = dict(spec.sip_headers)
-
-    def send(
-        self,
-        result: CallResult,
-        event_type: str,
-        participants: list[dict[str, Any]],
-        action_data: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        self.sequence += 1
-        details: dict[str, Any] = {
-            "TransactionId": self.transaction_id,
-            "AwsAccountId": "123456789012",
-            "AwsRegion": "us-east-1",
-            "SipRuleId": "local-sip-rule",
-            "SipMediaApplicationId": "local-sma",
-            "Participants": participants,
-        }
-        if self.attributes:
-            details["TransactionAttributes"] = dict(self.attributes)
-        event: dict[str, Any] = {
-            "SchemaVersion": "1.0",
-            "Sequence": self.sequence,
-            "InvocationEventType": event_type,
-            "CallDetails": details,
-        }
-        if action_data is not None:
-            event["ActionData"] = action_data
-        started = time.perf_counter()
-        response = self.player.invoke(event)
-        result.handler_ms.append((time.perf_counter() - started) * 1000)
-        for problem in response_problems(response):
-            result.failures.append(f"{event_type}: invalid response: {problem}")
-        if isinstance(response, dict) and isinstance(response.get("TransactionAttributes"), dict):
-            self.attributes = response["TransactionAttributes"]
-        return response if isinstance(response, dict) else {"Actions": []}
-
-
 class ScenarioPlayer:
     """Loads a scenario into the table at `endpoint` and plays its calls through SmaRouterFunction."""
 
@@ -295,85 +239,76 @@ class ScenarioPlayer:
 
     def play_call(self, spec: ScenarioCall) -> CallResult:
         self.clock += spec.after_minutes * 60
-        label = self._names.get(spec.from_) or mask(spec.from_)
-        result = CallResult(name=spec.name, caller=label)
-        call = _Call(self, spec)
-        response = call.send(result, "NEW_INBOUND_CALL", [call.leg_a])
+        result = CallResult(name=spec.name, caller=self._names.get(spec.from_) or mask(spec.from_))
+
+        def invoke(event: dict[str, Any]) -> Any:
+            started = time.perf_counter()
+            response = self.invoke(event)
+            result.handler_ms.append((time.perf_counter() - started) * 1000)
+            for problem in response_problems(response):
+                result.failures.append(f"{event['InvocationEventType']}: invalid response: {problem}")
+            return response
+
+        call = SimulatedCall(invoke, spec.from_, spec.to, spec.sip_headers, clock=lambda: self.clock)
+        response = call.new_inbound()
         for _ in range(MAX_STEPS):
-            actions = {
-                action.get("Type"): action.get("Parameters", {}) for action in response.get("Actions", [])
-            }
-            if "CallAndBridge" in actions:
-                response = self._bridge(call, result, actions["CallAndBridge"])
-                if response is None:
+            bridge = actions_of(response, "CallAndBridge")
+            if bridge:
+                next_response = self._bridge(call, spec, result, bridge[0])
+                if next_response is None:
                     break
+                response = next_response
                 continue
-            if "Speak" in actions or "Hangup" in actions:
-                if "Speak" in actions:
+            if actions_of(response, "Speak") or actions_of(response, "Hangup"):
+                if actions_of(response, "Speak"):
                     result.route = "message"
-                call.leg_a["Status"] = "Disconnected"
-                hangup = {"SipResponseCode": "0", "CallId": call.leg_a["CallId"], "ParticipantTag": "LEG-A"}
-                call.send(result, "HANGUP", [call.leg_a], {"Type": "Hangup", "Parameters": hangup})
+                call.hangup("LEG-A")
                 break
             result.failures.append("the caller was left in silence: no action to take")
             break
-        self._explain(call, result)
+        self._explain(spec, call.transaction_id, result)
         self._compare(spec, result)
         return result
 
-    def _bridge(self, call: _Call, result: CallResult, parameters: dict[str, Any]) -> dict[str, Any] | None:
+    def _bridge(
+        self, call: SimulatedCall, spec: ScenarioCall, result: CallResult, bridge: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """Ring the bridge target; return the handler's next response, or None when the call ended."""
-        endpoint = (parameters.get("Endpoints") or [{}])[0]
-        target = str(endpoint.get("Uri", ""))
+        target = str((bridge.get("Endpoints") or [{}])[0].get("Uri", ""))
         agent_id = self._addresses.get(target)
         is_fallback = agent_id is None and target == self.fallback_number
         result.rang.append(agent_id or ("fallback" if is_fallback else target))
         self.clock += RING_SECONDS
-        action = {"Type": "CallAndBridge", "Parameters": parameters}
         # A target the scenario does not know (neither an agent nor the fallback) cannot answer.
-        if (agent_id or "fallback") in call.spec.unanswered or (agent_id is None and not is_fallback):
-            failed = {
-                **action,
-                "ErrorType": "CallNotAnswered",
-                "ErrorMessage": "The bridged party did not answer.",
-            }
-            return call.send(result, "ACTION_FAILED", [call.leg_a], failed)
-        leg_b = {
-            "CallId": str(uuid.uuid4()),
-            "ParticipantTag": "LEG-B",
-            "To": target,
-            "From": parameters.get("CallerIdNumber", ""),
-            "Direction": "Outbound",
-            "StartTimeInMilliseconds": str(int(self.clock * 1000)),
-            "Status": "Connected",
-        }
-        call.send(result, "ACTION_SUCCESSFUL", [call.leg_a, leg_b], action)
+        if (agent_id or "fallback") in spec.unanswered or (agent_id is None and not is_fallback):
+            return call.bridge_failed(bridge)
+        call.bridge_answered(bridge)
         result.route = "agent" if agent_id else "fallback_number"
         result.agent = agent_id
         result.mode = call.attributes.get("rp_mode")
-        self.clock += call.spec.talk_seconds
-        gone, other = (call.leg_a, leg_b) if call.spec.hangup == "caller" else (leg_b, call.leg_a)
-        gone["Status"] = "Disconnected"
-        hangup = {"SipResponseCode": "0", "CallId": gone["CallId"], "ParticipantTag": gone["ParticipantTag"]}
-        response = call.send(result, "HANGUP", [call.leg_a, leg_b], {"Type": "Hangup", "Parameters": hangup})
-        hung_up = [
-            a
-            for a in response.get("Actions", [])
-            if a.get("Type") == "Hangup" and a.get("Parameters", {}).get("CallId") == other["CallId"]
-        ]
-        if not hung_up:
-            result.failures.append(f"after {gone['ParticipantTag']} hung up, the other leg was not hung up")
+        self.clock += spec.talk_seconds
+        gone, stays = ("LEG-A", call.leg_b) if spec.hangup == "caller" else ("LEG-B", call.leg_a)
+        response = call.hangup(gone)
+        if stays is None or not any(
+            h.get("CallId") == stays["CallId"] for h in actions_of(response, "Hangup")
+        ):
+            result.failures.append(f"after {gone} hung up, the other leg was not hung up")
         return None
 
-    def _explain(self, call: _Call, result: CallResult) -> None:
-        record = self.store.decision(caller_key(call.spec.from_, self.pepper), call.transaction_id)
+    def _explain(self, spec: ScenarioCall, transaction_id: str, result: CallResult) -> None:
+        record = self.store.decision(caller_key(spec.from_, self.pepper), transaction_id)
         if record is None:
-            record = self.store.decision(None, call.transaction_id)
+            record = self.store.decision(None, transaction_id)
         if record is None:
             result.reasons = ["no decision record was stored"]
             return
         chosen = next((c for c in record.candidates if c.agent_id == result.agent), None)
-        result.reasons = [*(chosen.reasons if chosen else []), *record.reasons]
+        missed = [
+            f"`{attempt.agent_id}` did not answer ({attempt.error})"
+            for _, attempt in sorted(record.attempts.items(), key=lambda item: int(item[0]))
+            if attempt.outcome == AttemptOutcome.NO_ANSWER
+        ]
+        result.reasons = [*(chosen.reasons if chosen else []), *missed, *record.reasons]
 
     @staticmethod
     def _compare(spec: ScenarioCall, result: CallResult) -> None:

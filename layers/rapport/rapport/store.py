@@ -142,6 +142,11 @@ class Store:
         self._client = client
         self.table_name = table_name
 
+    @property
+    def client(self) -> DynamoDBClient:
+        """The underlying client, e.g. to count requests through its event hooks."""
+        return self._client
+
     @classmethod
     def connect(cls, table_name: str, config: Config = CALL_PATH_CONFIG) -> Store:
         """A store with its own client. The endpoint comes from boto3's standard settings

@@ -1,0 +1,34 @@
+"""Small builders for test data, so each test states only what matters to it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rapport.models import Agent, AgentEndpoint, CallerProfile, Consent, EndpointKind, Interest
+
+NOW = 1_790_000_000.0
+DAY = 86_400.0
+
+
+def agent(agent_id: str, idle_since: float = 0.0, **fields: Any) -> Agent:
+    """A Voice Connector agent whose user part is its id."""
+    return Agent.model_validate(
+        {
+            "agent_id": agent_id,
+            "endpoint": AgentEndpoint(kind=EndpointKind.VOICE_CONNECTOR, address=agent_id),
+            "idle_since": idle_since,
+            **fields,
+        }
+    )
+
+
+def profile(*, consents: dict[str, bool] | None = None, objected: bool = False, at: float = NOW) -> CallerProfile:
+    return CallerProfile(
+        consents={purpose: Consent(granted=granted, at=at, source="test") for purpose, granted in (consents or {}).items()},
+        objected=objected,
+        created_at=at,
+    )
+
+
+def interest(product: str, score: float, at: float = NOW, source: str = "social") -> Interest:
+    return Interest(product=product, score=score, updated_at=at, sources=[source], expires_at=at + 90 * DAY)

@@ -1,0 +1,94 @@
+"""Shared fixtures: one DynamoDB Local per test session, a fresh table per test, the router as Lambda runs it."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from rapport import SERVICE_NAME
+from rapport.store import Store
+from rapport_local.engine import DynamoDBLocal, create_table, local_client, local_environment
+from rapport_local.lambda_runner import LocalFunction
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+VOICE_CONNECTOR_ARN = "arn:aws:chime:us-east-1:123456789012:vc/abcdefghijklmnopqrstu1"
+ROUTER_PARAMETERS = {"AgentVoiceConnectorArn": VOICE_CONNECTOR_ARN, "CallerIdNumber": "+18005550100"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def dynamodb_endpoint() -> Iterator[str]:
+    """The real DynamoDB engine (DynamoDB Local) on a free loopback port, stopped after the session."""
+    with DynamoDBLocal() as engine:
+        yield engine.endpoint
+
+
+@pytest.fixture
+def table(dynamodb_endpoint: str) -> Iterator[str]:
+    """A table created from template.yaml's definition, dropped after the test."""
+    name = f"rapport-test-{uuid.uuid4().hex[:12]}"
+    create_table(dynamodb_endpoint, name)
+    yield name
+    local_client(dynamodb_endpoint).delete_table(TableName=name)
+
+
+@pytest.fixture
+def store(dynamodb_endpoint: str, table: str) -> Store:
+    return Store(local_client(dynamodb_endpoint), table)
+
+
+RouterFactory = Callable[..., LocalFunction]
+
+
+@pytest.fixture
+def make_router(dynamodb_endpoint: str, table: str) -> RouterFactory:
+    """SmaRouterFunction as `sam local invoke` would run it, against this test's table."""
+
+    def make(
+        parameters: dict[str, str] | None = None,
+        environment: dict[str, str] | None = None,
+        endpoint: str | None = None,
+    ) -> LocalFunction:
+        return LocalFunction(
+            "SmaRouterFunction",
+            parameters={**ROUTER_PARAMETERS, **(parameters or {})},
+            resources={"Table": table, "CallerKeySecret": ""},
+            environment={**local_environment(endpoint or dynamodb_endpoint), **(environment or {})},
+        )
+
+    return make
+
+
+@pytest.fixture
+def router(make_router: RouterFactory) -> LocalFunction:
+    return make_router()
+
+
+class LogCollector(logging.Handler):
+    """Every line the rapport loggers emit, formatted exactly as Lambda would print it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        target = logging.getLogger(SERVICE_NAME)
+        formatter = next((h.formatter for h in target.handlers if h is not self and h.formatter), None)
+        self.lines.append(formatter.format(record) if formatter else record.getMessage())
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    collector = LogCollector()
+    target = logging.getLogger(SERVICE_NAME)
+    target.addHandler(collector)
+    yield collector.lines
+    target.removeHandler(collector)

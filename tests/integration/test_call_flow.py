@@ -1,0 +1,254 @@
+"""Whole calls through the real handler and the real DynamoDB engine: routing, failover, the
+last-agent link, release of agents, and the privacy rules that decide what may be used or kept."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from builders import DAY, agent, interest, profile
+from rapport.models import AgentState, LastAgent
+from rapport.numbers import caller_key
+from rapport.settings import DEVELOPMENT_PEPPER
+from rapport.store import Store
+from rapport_local.lambda_runner import LocalFunction
+from rapport_local.sma_contract import response_problems
+from rapport_local.sma_driver import SimulatedCall, actions_of, bridge_target
+
+from conftest import RouterFactory
+
+LENA_DE = "+493055501042"
+JONAS_DE = "+494055501077"
+MARK_US = "+12025550107"
+ANA_BR = "+5511955501234"
+
+
+def key(number: str) -> str:
+    return caller_key(number, DEVELOPMENT_PEPPER)
+
+
+def call(router: LocalFunction, caller: str, **kwargs: object) -> SimulatedCall:
+    def invoke(event: dict[str, object]) -> object:
+        response = router.invoke(event)
+        assert response_problems(response) == [], event["InvocationEventType"]
+        return response
+
+    return SimulatedCall(invoke, caller, **kwargs)  # type: ignore[arg-type]
+
+
+def bridge_of(response: dict[str, object]) -> dict[str, object]:
+    return actions_of(response, "CallAndBridge")[0]  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def shop(store: Store) -> float:
+    """Four free agents; berlin-07 knows headphones best, hamburg-02 routers, nobody has a record."""
+    now = time.time()
+    store.put_agent(agent("berlin-07", now - 3000, proficiency={"x200-headphones": 5}))
+    store.put_agent(agent("berlin-03", now - 2000, proficiency={"x200-headphones": 3}))
+    store.put_agent(agent("hamburg-02", now - 1000, proficiency={"mesh-router-m3": 5}))
+    store.put_agent(agent("cologne-04", now - 9000, proficiency={}))
+    return now
+
+
+def test_first_call_goes_to_the_agent_matching_the_callers_interest(
+    router: LocalFunction, store: Store, shop: float
+) -> None:
+    store.put_caller(key(LENA_DE), profile(consents={"interest_routing": True}), [interest("x200-headphones", 0.9, shop)])
+    lena = call(router, LENA_DE)
+    response = lena.new_inbound()
+    assert bridge_target(response) == "berlin-07"
+    assert lena.attributes["rp_mode"] == "interest"
+    reserved = store.agent("berlin-07")
+    assert reserved is not None and reserved.state is AgentState.RINGING and reserved.reserved_by == lena.transaction_id
+    record = store.decision(key(LENA_DE), lena.transaction_id)
+    assert record is not None and record.agent_id == "berlin-07"
+    assert any("x200-headphones" in reason for reason in record.candidates[0].reasons)
+
+
+def test_no_answer_fails_over_then_releases_and_counts_the_missed_call(
+    router: LocalFunction, store: Store, shop: float
+) -> None:
+    store.put_caller(key(LENA_DE), profile(consents={"interest_routing": True}), [interest("x200-headphones", 0.9, shop)])
+    lena = call(router, LENA_DE)
+    first = lena.new_inbound()
+    second = lena.bridge_failed(bridge_of(first))
+    assert bridge_target(second) == "berlin-03"
+    missed = store.agent("berlin-07")
+    assert missed is not None and missed.state is AgentState.IDLE and missed.reserved_by is None
+    assert missed.no_answers == 1
+    record = store.decision(key(LENA_DE), lena.transaction_id)
+    assert record is not None and record.attempts["1"].outcome == "no_answer"
+
+
+def test_when_nobody_answers_the_caller_hears_the_message(router: LocalFunction, store: Store, shop: float) -> None:
+    mark = call(router, MARK_US)
+    response = mark.new_inbound()
+    rang = []
+    while actions_of(response, "CallAndBridge"):
+        rang.append(bridge_target(response))
+        response = mark.bridge_failed(bridge_of(response))
+    assert sorted(rang) == ["berlin-03", "berlin-07", "cologne-04", "hamburg-02"]
+    assert [a["Type"] for a in response["Actions"]] == ["Speak", "Hangup"]
+    assert all(store.agent(agent_id).reserved_by is None for agent_id in rang)  # type: ignore[union-attr]
+    record = store.decision(key(MARK_US), mark.transaction_id)
+    assert record is not None and record.outcome == "fallback"
+
+
+def test_fallback_number_is_tried_before_the_message(make_router: RouterFactory, shop: float) -> None:
+    router = make_router(parameters={"FallbackRoute": "+18005550199"})
+    mark = call(router, MARK_US)
+    response = mark.new_inbound()
+    while bridge_target(response) != "+18005550199":
+        response = mark.bridge_failed(bridge_of(response))
+    after_fallback = mark.bridge_failed(bridge_of(response))
+    assert [a["Type"] for a in after_fallback["Actions"]] == ["Speak", "Hangup"]
+
+
+def test_second_call_reaches_the_known_agent(router: LocalFunction, store: Store, shop: float) -> None:
+    first = call(router, JONAS_DE)
+    agent_id = bridge_target(first.new_inbound())
+    first.bridge_answered(bridge_of(first.responses[-1]))
+    first.hangup("LEG-A")
+    link = store.caller_context(key(JONAS_DE), time.time()).last_agent
+    assert link is not None and link.agent_id == agent_id and link.call_id == first.transaction_id
+    # Germany keeps the link 180 days.
+    assert link.expires_at - link.at == pytest.approx(180 * DAY)
+
+    # The agent's wrap-up is over by the time the caller calls again.
+    store.put_agent(agent(str(agent_id), time.time() - 60))
+    again = call(router, JONAS_DE)
+    assert bridge_target(again.new_inbound()) == agent_id
+    assert again.attributes["rp_mode"] == "known_agent"
+
+
+def test_german_caller_without_consent_is_routed_without_interest_data(
+    router: LocalFunction, store: Store, shop: float
+) -> None:
+    # Jonas's interest in headphones would send him to berlin-07 — but he never consented.
+    store.put_caller(key(JONAS_DE), profile(), [interest("x200-headphones", 0.95, shop)])
+    jonas = call(router, JONAS_DE)
+    response = jonas.new_inbound()
+    assert bridge_target(response) == "cologne-04"  # simply the longest idle
+    assert jonas.attributes["rp_mode"] == "any_available"
+    record = store.decision(key(JONAS_DE), jonas.transaction_id)
+    assert record is not None
+    assert any("interest data not used" in reason and "consent" in reason for reason in record.reasons)
+
+
+def test_objection_switches_off_the_known_agent_and_keeps_no_new_link(
+    router: LocalFunction, store: Store, shop: float
+) -> None:
+    now = time.time()
+    earlier = LastAgent(agent_id="hamburg-02", call_id="earlier", at=now - DAY, expires_at=now + 90 * DAY)
+    store.put_caller(key(JONAS_DE), profile(objected=True), [], earlier)
+    jonas = call(router, JONAS_DE)
+    response = jonas.new_inbound()
+    assert bridge_target(response) != "hamburg-02"
+    assert jonas.attributes["rp_link"] == "0"
+    jonas.bridge_answered(bridge_of(response))
+    link = store.caller_context(key(JONAS_DE), time.time()).last_agent
+    assert link is not None and link.call_id == "earlier"
+
+
+def test_caller_from_an_unlisted_country_gets_the_strictest_rules(
+    router: LocalFunction, store: Store, shop: float
+) -> None:
+    ana = call(router, ANA_BR)
+    response = ana.new_inbound()
+    ana.bridge_answered(bridge_of(response))
+    assert store.caller_context(key(ANA_BR), time.time()).last_agent is None
+
+
+def test_product_named_in_a_sip_header_counts_as_live_interest(router: LocalFunction, shop: float) -> None:
+    mark = call(router, MARK_US, sip_headers={"X-Rapport-Product": "mesh-router-m3"})
+    assert bridge_target(mark.new_inbound()) == "hamburg-02"
+    assert mark.attributes["rp_mode"] == "interest"
+
+
+def test_hangup_hangs_up_the_other_leg_and_puts_the_agent_into_wrap_up(
+    router: LocalFunction, store: Store, shop: float
+) -> None:
+    store.put_agent(agent("solo-01", shop - 99999, wrap_up_seconds=45))
+    mark = call(router, MARK_US)
+    response = mark.new_inbound()
+    assert bridge_target(response) == "solo-01"
+    mark.bridge_answered(bridge_of(response))
+    on_call = store.agent("solo-01")
+    assert on_call is not None and on_call.state is AgentState.ON_CALL
+    ended = mark.hangup("LEG-B")
+    assert [h["CallId"] for h in actions_of(ended, "Hangup")] == [mark.leg_a["CallId"]]
+    wrapping = store.agent("solo-01")
+    assert wrapping is not None and wrapping.state is AgentState.WRAP_UP
+    assert wrapping.busy_until == pytest.approx(time.time() + 45, abs=5)
+    assert store.decision(key(MARK_US), mark.transaction_id).outcome == "ended"  # type: ignore[union-attr]
+
+
+def test_caller_hanging_up_while_the_agent_rings_frees_the_agent_at_once(
+    router: LocalFunction, store: Store, shop: float
+) -> None:
+    mark = call(router, MARK_US)
+    agent_id = str(bridge_target(mark.new_inbound()))
+    assert mark.hangup("LEG-A")["Actions"] == []
+    freed = store.agent(agent_id)
+    assert freed is not None and freed.state is AgentState.IDLE and freed.busy_until <= time.time()
+
+
+class TestRepeatedEvents:
+    """The SMA retries an invocation it got no answer to: the same event twice must do no harm."""
+
+    def test_repeated_new_call_rings_the_same_agent_and_holds_no_other(
+        self, router: LocalFunction, store: Store, shop: float
+    ) -> None:
+        mark = call(router, MARK_US)
+        event = mark.event("NEW_INBOUND_CALL", [mark.leg_a])
+        first, second = router.invoke(event), router.invoke(event)
+        assert bridge_target(first) == bridge_target(second)
+        held = [a.agent_id for a in store.agents() if a.reserved_by == mark.transaction_id]
+        assert held == [bridge_target(first)]
+
+    def test_repeated_no_answer_counts_once_and_rings_the_same_next_agent(
+        self, router: LocalFunction, store: Store, shop: float
+    ) -> None:
+        mark = call(router, MARK_US)
+        first_target = bridge_target(mark.new_inbound())
+        failed = mark.event(
+            "ACTION_FAILED", [mark.leg_a],
+            {"Type": "CallAndBridge", "Parameters": bridge_of(mark.responses[-1]), "ErrorType": "CallNotAnswered"},
+        )
+        once, twice = router.invoke(failed), router.invoke(failed)
+        assert bridge_target(once) == bridge_target(twice) != first_target
+        assert store.agent(str(first_target)).no_answers == 1  # type: ignore[union-attr]
+
+    def test_repeated_hangup_releases_once(self, router: LocalFunction, store: Store, shop: float) -> None:
+        mark = call(router, MARK_US)
+        target = str(bridge_target(mark.new_inbound()))
+        mark.bridge_answered(bridge_of(mark.responses[0]))
+        attributes_before_hangup = dict(mark.attributes)
+        mark.hangup("LEG-A")
+        wrap_until = store.agent(target).busy_until  # type: ignore[union-attr]
+        # The SMA delivers the same HANGUP again, with the attributes it carried the first time.
+        mark.attributes = attributes_before_hangup
+        mark.sequence -= 1
+        repeat = mark.event("HANGUP", [mark.leg_a, mark.leg_b], {"Type": "Hangup", "Parameters": {}})  # type: ignore[list-item]
+        time.sleep(0.05)
+        response = router.invoke(repeat)
+        assert response_problems(response) == []
+        assert store.agent(target).busy_until == wrap_until  # type: ignore[union-attr]
+
+
+def test_concurrent_calls_never_share_an_agent(router: LocalFunction, store: Store) -> None:
+    now = time.time()
+    for index in range(6):
+        store.put_agent(agent(f"agent-{index}", now - 1000 + index))
+    router.invoke({"InvocationEventType": "RINGING"})  # warm the container
+    calls = [SimulatedCall(router.invoke, f"+1202555{1000 + index:04d}") for index in range(18)]
+    events = [c.event("NEW_INBOUND_CALL", [c.leg_a]) for c in calls]
+    responses = router.invoke_concurrently(events, workers=9)
+    targets = [bridge_target(r) for r in responses]
+    bridged = [t for t in targets if t is not None]
+    assert sorted(bridged) == [f"agent-{index}" for index in range(6)]
+    assert sum(1 for r in responses if actions_of(r, "Speak")) == 12
+    for c, target in zip(calls, targets, strict=True):
+        if target is not None:
+            assert store.agent(target).reserved_by == c.transaction_id  # type: ignore[union-attr]

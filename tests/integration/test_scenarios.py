@@ -1,0 +1,64 @@
+"""Scenario files are the acceptance tests: each is played call by call through the real handler."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rapport_local.cli import main
+from rapport_local.scenario import Scenario, ScenarioPlayer
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+SCENARIOS = [PROJECT_DIR / "examples" / "demo.json", *sorted((PROJECT_DIR / "tests" / "scenarios").glob("*.json"))]
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda path: path.stem)
+def test_scenario_routes_every_call_as_expected(dynamodb_endpoint: str, table: str, path: Path) -> None:
+    scenario = Scenario.load(path)
+    player = ScenarioPlayer(scenario, dynamodb_endpoint, table_name=table)
+    player.load()
+    results = player.play()
+    assert [(r.name, r.failures) for r in results if not r.ok] == []
+    assert all(r.reasons for r in results)
+
+
+def test_demo_shows_interest_failover_known_agent_and_no_consent(dynamodb_endpoint: str, table: str) -> None:
+    player = ScenarioPlayer(Scenario.load(SCENARIOS[0]), dynamodb_endpoint, table_name=table)
+    player.load()
+    modes = [(r.mode, r.attempts) for r in player.play()]
+    assert ("interest", 1) in modes
+    assert ("interest", 2) in modes  # a no-answer failed over
+    assert ("known_agent", 1) in modes
+    assert ("any_available", 1) in modes  # the German caller without consent
+
+
+def test_simulate_prints_one_result_per_call_and_exits_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The command starts (and stops) its own DynamoDB Local, as it does for a user.
+    assert main(["simulate", str(SCENARIOS[1])]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == len(Scenario.load(SCENARIOS[1]).calls)
+    assert all(line["ok"] for line in lines)
+
+
+def test_simulate_exits_non_zero_when_an_expectation_fails(
+    tmp_path: Path, dynamodb_endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = json.loads(SCENARIOS[1].read_text())
+    scenario["calls"] = scenario["calls"][:1]
+    scenario["calls"][0]["expect"] = {"agent": "generalist"}  # it goes to tv-expert
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps(scenario))
+    assert main(["simulate", str(wrong)]) == 1
+    result = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert result["ok"] is False
+    assert result["failures"] == ["expected agent 'generalist', got 'tv-expert'"]
+
+
+def test_simulate_rejects_an_invalid_scenario_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"calls": [{"name": "x", "from": "not a number", "expect": {"agnet": "typo"}}]}))
+    assert main(["simulate", str(bad)]) == 2
+    assert "rapport:" in capsys.readouterr().err
