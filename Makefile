@@ -10,7 +10,7 @@ PY313_BIN := $(shell pyenv root 2>/dev/null)/versions/3.13.0/bin
 SAM_PATH := $(PY313_BIN):$(PATH)
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: setup demo test test-fast lint format build validate clean
+.PHONY: setup demo test test-fast lint format build validate bench clean
 
 setup: $(VENV)/.installed node_modules/.installed $(SAM_VENV)/.installed java
 
@@ -47,7 +47,7 @@ test-fast: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy layers/rapport local/rapport_local tests
+	$(BIN)/mypy layers/rapport local/rapport_local tests bench
 	$(BIN)/mypy functions/sma_router
 	$(BIN)/mypy functions/sip_rule
 
@@ -61,6 +61,10 @@ validate: $(VENV)/.installed $(SAM_VENV)/.installed
 
 build: $(SAM_VENV)/.installed
 	PATH="$(SAM_PATH)" $(SAM) build --parallel
+
+# Handler latency and DynamoDB requests per call against DynamoDB Local.
+bench: setup
+	$(BIN)/python bench/call_latency.py
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) node_modules .aws-sam .mypy_cache .ruff_cache .pytest_cache

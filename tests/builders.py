@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rapport.models import Agent, AgentEndpoint, CallerProfile, Consent, EndpointKind, Interest
+from rapport_local.lambda_runner import LocalFunction
+
+# make_router(parameters=..., environment=..., endpoint=...): SmaRouterFunction on the test's table.
+RouterFactory = Callable[..., LocalFunction]
 
 NOW = 1_790_000_000.0
 DAY = 86_400.0
@@ -22,9 +27,14 @@ def agent(agent_id: str, idle_since: float = 0.0, **fields: Any) -> Agent:
     )
 
 
-def profile(*, consents: dict[str, bool] | None = None, objected: bool = False, at: float = NOW) -> CallerProfile:
+def profile(
+    *, consents: dict[str, bool] | None = None, objected: bool = False, at: float = NOW
+) -> CallerProfile:
     return CallerProfile(
-        consents={purpose: Consent(granted=granted, at=at, source="test") for purpose, granted in (consents or {}).items()},
+        consents={
+            purpose: Consent(granted=granted, at=at, source="test")
+            for purpose, granted in (consents or {}).items()
+        },
         objected=objected,
         created_at=at,
     )

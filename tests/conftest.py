@@ -1,13 +1,14 @@
-"""Shared fixtures: one DynamoDB Local per test session, a fresh table per test, the router as Lambda runs it."""
+"""Shared fixtures: one DynamoDB Local per session, a fresh table per test, the router as Lambda runs it."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from builders import RouterFactory
 from rapport import SERVICE_NAME
 from rapport.store import Store
 from rapport_local.engine import DynamoDBLocal, create_table, local_client, local_environment
@@ -43,9 +44,6 @@ def table(dynamodb_endpoint: str) -> Iterator[str]:
 @pytest.fixture
 def store(dynamodb_endpoint: str, table: str) -> Store:
     return Store(local_client(dynamodb_endpoint), table)
-
-
-RouterFactory = Callable[..., LocalFunction]
 
 
 @pytest.fixture

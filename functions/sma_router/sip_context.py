@@ -32,7 +32,8 @@ def read_sip_context(headers: dict[str, str]) -> SipContext:
             # Entries are newest first (RFC 5806): the last one names the number the caller dialled.
             addresses = Address.parse_many(diversion)
             dialled = normalise(addresses[-1].uri.user) if addresses else None
-        except (ValueError, IndexError, AttributeError):
+        # sipmessage raises TypeError on some odd parameters (one named `self`), ValueError on the rest.
+        except (ValueError, TypeError, IndexError, AttributeError):
             problems.append("Diversion header unreadable")
         if dialled is None and not problems:
             problems.append("Diversion header names no phone number")

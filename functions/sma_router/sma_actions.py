@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = "1.0"
 MAX_ACTIONS = 10
@@ -19,6 +19,12 @@ class BridgeEndpoint(_Parameters):
     BridgeEndpointType: Literal["PSTN", "AWS"]
     Uri: str
     Arn: str | None = None
+
+    @model_validator(mode="after")
+    def _aws_needs_arn(self) -> BridgeEndpoint:
+        if self.BridgeEndpointType == "AWS" and not self.Arn:
+            raise ValueError("an AWS (Voice Connector) endpoint needs the Voice Connector's Arn")
+        return self
 
 
 class CallAndBridge(_Parameters):

@@ -77,47 +77,45 @@ class SmaEvent(_AwsModel):
         return self.leg("LEG-A") or (participants[0] if participants else None)
 
 
-def _as_dict(value: Any) -> dict[str, Any]:
-    return dict(value) if isinstance(value, Mapping) else {}
+def _salvage(model: type[_AwsModel], raw: Any) -> dict[str, Any]:
+    """The fields of `raw` that validate one by one for `model`, keyed by alias."""
+    if not isinstance(raw, Mapping):
+        return {}
+    kept: dict[str, Any] = {}
+    for name, value in raw.items():
+        try:
+            model.model_validate({name: value})
+        except ValidationError:
+            continue
+        kept[name] = value
+    return kept
 
 
 def parse_event(raw: Any) -> tuple[SmaEvent, list[str]]:
     """The event as a model, plus a list of problems found on the way. Never raises.
 
-    When the whole event does not validate, each part is tried on its own and the broken parts are
-    dropped, so a call with one odd field is still routed.
+    When the whole event does not validate, each field is tried on its own and the broken ones are
+    dropped (each participant's fields too, attributes value by value), so a call with one odd field
+    is still routed.
     """
     try:
         return SmaEvent.model_validate(raw), []
     except ValidationError as error:
         problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:5]]
-    event = _as_dict(raw)
-    details = _as_dict(event.get("CallDetails"))
-    participants = []
-    raw_participants = details.get("Participants")
-    for entry in raw_participants if isinstance(raw_participants, list) else []:
-        try:
-            participants.append(Participant.model_validate(entry))
-        except ValidationError:
-            continue
-    attributes = {
-        str(key): value
-        for key, value in _as_dict(details.get("TransactionAttributes")).items()
-        if isinstance(value, str)
-    }
-    action_data: ActionData | None
-    try:
-        action_data = ActionData.model_validate(event["ActionData"]) if "ActionData" in event else None
-    except ValidationError:
-        action_data = None
-    transaction_id = details.get("TransactionId")
-    salvaged = SmaEvent(
-        event_type=event_type if isinstance(event_type := event.get("InvocationEventType"), str) else "",
-        action_data=action_data,
-        call_details=CallDetails(
-            transaction_id=transaction_id if isinstance(transaction_id, str) else "",
-            transaction_attributes=attributes,
-            participants=participants,
-        ),
-    )
-    return salvaged, problems
+    event = _salvage(SmaEvent, raw)
+    raw_details = raw.get("CallDetails") if isinstance(raw, Mapping) else None
+    if isinstance(raw_details, Mapping):
+        details = _salvage(CallDetails, {k: v for k, v in raw_details.items() if k != "Participants"})
+        participants = raw_details.get("Participants")
+        details["Participants"] = [
+            _salvage(Participant, entry)
+            for entry in (participants if isinstance(participants, list) else [])
+            if isinstance(entry, Mapping)
+        ]
+        attributes = raw_details.get("TransactionAttributes")
+        if isinstance(attributes, Mapping):
+            details["TransactionAttributes"] = {
+                str(k): v for k, v in attributes.items() if isinstance(v, str)
+            }
+        event["CallDetails"] = details
+    return SmaEvent.model_validate(event), problems

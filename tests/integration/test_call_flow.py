@@ -4,9 +4,10 @@ last-agent link, release of agents, and the privacy rules that decide what may b
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
-from builders import DAY, agent, interest, profile
+from builders import DAY, RouterFactory, agent, interest, profile
 from rapport.models import AgentState, LastAgent
 from rapport.numbers import caller_key
 from rapport.settings import DEVELOPMENT_PEPPER
@@ -14,8 +15,6 @@ from rapport.store import Store
 from rapport_local.lambda_runner import LocalFunction
 from rapport_local.sma_contract import response_problems
 from rapport_local.sma_driver import SimulatedCall, actions_of, bridge_target
-
-from conftest import RouterFactory
 
 LENA_DE = "+493055501042"
 JONAS_DE = "+494055501077"
@@ -27,17 +26,19 @@ def key(number: str) -> str:
     return caller_key(number, DEVELOPMENT_PEPPER)
 
 
-def call(router: LocalFunction, caller: str, **kwargs: object) -> SimulatedCall:
-    def invoke(event: dict[str, object]) -> object:
+def call(router: LocalFunction, caller: str, sip_headers: dict[str, str] | None = None) -> SimulatedCall:
+    """A call whose every response is checked against what the SMA accepts."""
+
+    def invoke(event: dict[str, Any]) -> Any:
         response = router.invoke(event)
         assert response_problems(response) == [], event["InvocationEventType"]
         return response
 
-    return SimulatedCall(invoke, caller, **kwargs)  # type: ignore[arg-type]
+    return SimulatedCall(invoke, caller, sip_headers=sip_headers)
 
 
-def bridge_of(response: dict[str, object]) -> dict[str, object]:
-    return actions_of(response, "CallAndBridge")[0]  # type: ignore[arg-type]
+def bridge_of(response: dict[str, Any]) -> dict[str, Any]:
+    return actions_of(response, "CallAndBridge")[0]
 
 
 @pytest.fixture
@@ -54,13 +55,19 @@ def shop(store: Store) -> float:
 def test_first_call_goes_to_the_agent_matching_the_callers_interest(
     router: LocalFunction, store: Store, shop: float
 ) -> None:
-    store.put_caller(key(LENA_DE), profile(consents={"interest_routing": True}), [interest("x200-headphones", 0.9, shop)])
+    store.put_caller(
+        key(LENA_DE), profile(consents={"interest_routing": True}), [interest("x200-headphones", 0.9, shop)]
+    )
     lena = call(router, LENA_DE)
     response = lena.new_inbound()
     assert bridge_target(response) == "berlin-07"
     assert lena.attributes["rp_mode"] == "interest"
     reserved = store.agent("berlin-07")
-    assert reserved is not None and reserved.state is AgentState.RINGING and reserved.reserved_by == lena.transaction_id
+    assert (
+        reserved is not None
+        and reserved.state is AgentState.RINGING
+        and reserved.reserved_by == lena.transaction_id
+    )
     record = store.decision(key(LENA_DE), lena.transaction_id)
     assert record is not None and record.agent_id == "berlin-07"
     assert any("x200-headphones" in reason for reason in record.candidates[0].reasons)
@@ -69,7 +76,9 @@ def test_first_call_goes_to_the_agent_matching_the_callers_interest(
 def test_no_answer_fails_over_then_releases_and_counts_the_missed_call(
     router: LocalFunction, store: Store, shop: float
 ) -> None:
-    store.put_caller(key(LENA_DE), profile(consents={"interest_routing": True}), [interest("x200-headphones", 0.9, shop)])
+    store.put_caller(
+        key(LENA_DE), profile(consents={"interest_routing": True}), [interest("x200-headphones", 0.9, shop)]
+    )
     lena = call(router, LENA_DE)
     first = lena.new_inbound()
     second = lena.bridge_failed(bridge_of(first))
@@ -81,12 +90,14 @@ def test_no_answer_fails_over_then_releases_and_counts_the_missed_call(
     assert record is not None and record.attempts["1"].outcome == "no_answer"
 
 
-def test_when_nobody_answers_the_caller_hears_the_message(router: LocalFunction, store: Store, shop: float) -> None:
+def test_when_nobody_answers_the_caller_hears_the_message(
+    router: LocalFunction, store: Store, shop: float
+) -> None:
     mark = call(router, MARK_US)
     response = mark.new_inbound()
-    rang = []
+    rang: list[str] = []
     while actions_of(response, "CallAndBridge"):
-        rang.append(bridge_target(response))
+        rang.append(str(bridge_target(response)))
         response = mark.bridge_failed(bridge_of(response))
     assert sorted(rang) == ["berlin-03", "berlin-07", "cologne-04", "hamburg-02"]
     assert [a["Type"] for a in response["Actions"]] == ["Speak", "Hangup"]
@@ -213,8 +224,13 @@ class TestRepeatedEvents:
         mark = call(router, MARK_US)
         first_target = bridge_target(mark.new_inbound())
         failed = mark.event(
-            "ACTION_FAILED", [mark.leg_a],
-            {"Type": "CallAndBridge", "Parameters": bridge_of(mark.responses[-1]), "ErrorType": "CallNotAnswered"},
+            "ACTION_FAILED",
+            [mark.leg_a],
+            {
+                "Type": "CallAndBridge",
+                "Parameters": bridge_of(mark.responses[-1]),
+                "ErrorType": "CallNotAnswered",
+            },
         )
         once, twice = router.invoke(failed), router.invoke(failed)
         assert bridge_target(once) == bridge_target(twice) != first_target

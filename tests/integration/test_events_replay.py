@@ -22,18 +22,28 @@ from rapport_local.sma_driver import actions_of, bridge_target
 EVENTS = Path(__file__).resolve().parents[2] / "events" / "sma"
 SAMPLES = sorted(EVENTS.glob("*.json"))
 DOCUMENTED_TYPES = {
-    "NEW_INBOUND_CALL", "NEW_OUTBOUND_CALL", "ACTION_SUCCESSFUL", "ACTION_FAILED", "ACTION_INTERRUPTED",
-    "HANGUP", "CALL_ANSWERED", "INVALID_LAMBDA_RESPONSE", "DIGITS_RECEIVED", "CALL_UPDATE_REQUESTED", "RINGING",
+    "NEW_INBOUND_CALL",
+    "NEW_OUTBOUND_CALL",
+    "ACTION_SUCCESSFUL",
+    "ACTION_FAILED",
+    "ACTION_INTERRUPTED",
+    "HANGUP",
+    "CALL_ANSWERED",
+    "INVALID_LAMBDA_RESPONSE",
+    "DIGITS_RECEIVED",
+    "CALL_UPDATE_REQUESTED",
+    "RINGING",
 }
 
 
 def load(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / name).read_text())
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return event
 
 
 def test_every_documented_event_type_has_a_sample() -> None:
     types = {json.loads(path.read_text())["InvocationEventType"] for path in SAMPLES}
-    assert DOCUMENTED_TYPES <= types
+    assert types >= DOCUMENTED_TYPES
 
 
 @pytest.fixture
@@ -95,8 +105,14 @@ def test_invalid_lambda_response_answers_with_the_fallback(router: LocalFunction
 @pytest.mark.parametrize(
     "name",
     [
-        "action_successful_speak.json", "action_interrupted.json", "call_answered.json", "ringing.json",
-        "digits_received.json", "call_update_requested.json", "new_outbound_call.json", "unknown_event_type.json",
+        "action_successful_speak.json",
+        "action_interrupted.json",
+        "call_answered.json",
+        "ringing.json",
+        "digits_received.json",
+        "call_update_requested.json",
+        "new_outbound_call.json",
+        "unknown_event_type.json",
         "hangup_single_leg.json",
     ],
 )

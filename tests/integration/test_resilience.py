@@ -11,13 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from builders import agent
+from builders import RouterFactory, agent
 from rapport.store import Store
 from rapport_local.engine import free_port
 from rapport_local.sma_contract import response_problems
 from rapport_local.sma_driver import SimulatedCall, actions_of, bridge_target
-
-from conftest import RouterFactory
 
 # The SMA retries an invocation after 5 s without an answer: every answer must come before that.
 SMA_RETRY_SECONDS = 5.0
@@ -75,14 +73,27 @@ def test_unanswered_bridge_still_fails_over_to_the_message_when_dynamodb_is_down
     router = make_router(endpoint=f"http://127.0.0.1:{free_port()}")
     caller = SimulatedCall(router.invoke, CALLER)
     caller.attributes = {
-        "rp_caller": "", "rp_agent": "berlin-07", "rp_mode": "interest", "rp_attempt": "1",
-        "rp_candidates": "berlin-03:interest", "rp_link": "0", "rp_stage": "agent",
+        "rp_caller": "",
+        "rp_agent": "berlin-07",
+        "rp_mode": "interest",
+        "rp_attempt": "1",
+        "rp_candidates": "berlin-03:interest",
+        "rp_link": "0",
+        "rp_stage": "agent",
     }
-    bridge = {"CallTimeoutSeconds": 20, "CallerIdNumber": "+18005550100",
-              "Endpoints": [{"BridgeEndpointType": "AWS", "Uri": "berlin-07", "Arn": "arn"}]}
-    response, seconds = timed(router, caller.event(
-        "ACTION_FAILED", [caller.leg_a], {"Type": "CallAndBridge", "Parameters": bridge, "ErrorType": "CallNotAnswered"}
-    ))
+    bridge = {
+        "CallTimeoutSeconds": 20,
+        "CallerIdNumber": "+18005550100",
+        "Endpoints": [{"BridgeEndpointType": "AWS", "Uri": "berlin-07", "Arn": "arn"}],
+    }
+    response, seconds = timed(
+        router,
+        caller.event(
+            "ACTION_FAILED",
+            [caller.leg_a],
+            {"Type": "CallAndBridge", "Parameters": bridge, "ErrorType": "CallNotAnswered"},
+        ),
+    )
     assert [a["Type"] for a in response["Actions"]] == ["Speak", "Hangup"]
     assert seconds < SMA_RETRY_SECONDS
 
@@ -96,7 +107,9 @@ def test_hangup_still_hangs_up_the_other_leg_when_dynamodb_is_down(make_router: 
     assert [h["CallId"] for h in actions_of(response, "Hangup")] == ["leg-b"]
 
 
-def test_broken_settings_still_give_the_caller_a_message(make_router: RouterFactory, log_lines: list[str]) -> None:
+def test_broken_settings_still_give_the_caller_a_message(
+    make_router: RouterFactory, log_lines: list[str]
+) -> None:
     router = make_router(parameters={"CallerIdNumber": "not-a-number"})
     caller = SimulatedCall(router.invoke, CALLER)
     response = caller.new_inbound()
@@ -109,26 +122,47 @@ MALFORMED: dict[str, Any] = {
     "null": None,
     "a list": [1, 2, 3],
     "no call details": {"InvocationEventType": "NEW_INBOUND_CALL"},
-    "participants not a list": {"InvocationEventType": "NEW_INBOUND_CALL", "CallDetails": {"Participants": "LEG-A"}},
+    "participants not a list": {
+        "InvocationEventType": "NEW_INBOUND_CALL",
+        "CallDetails": {"Participants": "LEG-A"},
+    },
     "participant with wrong types": {
-        "InvocationEventType": "NEW_INBOUND_CALL", "Sequence": "one",
-        "CallDetails": {"TransactionId": "t-1", "Participants": [
-            {"CallId": "a", "ParticipantTag": "LEG-A", "From": 4930555010, "To": ["x"]},
-        ]},
+        "InvocationEventType": "NEW_INBOUND_CALL",
+        "Sequence": "one",
+        "CallDetails": {
+            "TransactionId": "t-1",
+            "Participants": [
+                {"CallId": "a", "ParticipantTag": "LEG-A", "From": 4930555010, "To": ["x"]},
+            ],
+        },
     },
     "huge header": {
         "InvocationEventType": "NEW_INBOUND_CALL",
-        "CallDetails": {"TransactionId": "t-2", "Participants": [
-            {"CallId": "a", "ParticipantTag": "LEG-A", "From": CALLER, "To": "+18005550100",
-             "SipHeaders": {"Diversion": "<" * 100_000, "x-rapport-product": "x" * 100_000}},
-        ]},
+        "CallDetails": {
+            "TransactionId": "t-2",
+            "Participants": [
+                {
+                    "CallId": "a",
+                    "ParticipantTag": "LEG-A",
+                    "From": CALLER,
+                    "To": "+18005550100",
+                    "SipHeaders": {"Diversion": "<" * 100_000, "x-rapport-product": "x" * 100_000},
+                },
+            ],
+        },
     },
-    "failed action without data": {"InvocationEventType": "ACTION_FAILED", "CallDetails": {"TransactionId": "t-3"}},
+    "failed action without data": {
+        "InvocationEventType": "ACTION_FAILED",
+        "CallDetails": {"TransactionId": "t-3"},
+    },
     "attributes of another app": {
         "InvocationEventType": "ACTION_FAILED",
         "ActionData": {"Type": "CallAndBridge", "ErrorType": "CallNotAnswered"},
-        "CallDetails": {"TransactionId": "t-4", "TransactionAttributes": {"rp_stage": "warp", "rp_attempt": "x"},
-                        "Participants": [{"CallId": "a", "ParticipantTag": "LEG-A", "From": CALLER}]},
+        "CallDetails": {
+            "TransactionId": "t-4",
+            "TransactionAttributes": {"rp_stage": "warp", "rp_attempt": "x"},
+            "Participants": [{"CallId": "a", "ParticipantTag": "LEG-A", "From": CALLER}],
+        },
     },
 }
 
@@ -149,7 +183,9 @@ def test_no_raw_phone_number_in_the_table_or_the_logs(
     numbers = [CALLER, "+12025550107", "+442079460123", "+5511955501234"]
     store.put_agent(agent("berlin-07"))
     store.put_agent(agent("berlin-03"))
-    router = make_router(parameters={"FallbackRoute": "+18005550199"}, environment={"POWERTOOLS_LOG_LEVEL": "DEBUG"})
+    router = make_router(
+        parameters={"FallbackRoute": "+18005550199"}, environment={"POWERTOOLS_LOG_LEVEL": "DEBUG"}
+    )
     for number in numbers:
         call = SimulatedCall(router.invoke, number, sip_headers={"Diversion": f"<sip:{number}@example.com>"})
         first = call.new_inbound()
@@ -174,7 +210,9 @@ def test_new_call_costs_three_dynamodb_requests_whatever_the_roster_size(
 ) -> None:
     now = time.time()
     for index in range(roster_size):
-        store.put_agent(agent(f"agent-{index:03d}", now - index, proficiency={"x200-headphones": 1 + index % 5}))
+        store.put_agent(
+            agent(f"agent-{index:03d}", now - index, proficiency={"x200-headphones": 1 + index % 5})
+        )
     router.invoke({"InvocationEventType": "RINGING"})  # build the container's clients
     requests: list[str] = []
     router.module.services().store.client.meta.events.register(

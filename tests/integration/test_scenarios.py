@@ -10,7 +10,10 @@ from rapport_local.cli import main
 from rapport_local.scenario import Scenario, ScenarioPlayer
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-SCENARIOS = [PROJECT_DIR / "examples" / "demo.json", *sorted((PROJECT_DIR / "tests" / "scenarios").glob("*.json"))]
+SCENARIOS = [
+    PROJECT_DIR / "examples" / "demo.json",
+    *sorted((PROJECT_DIR / "tests" / "scenarios").glob("*.json")),
+]
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda path: path.stem)
@@ -57,8 +60,12 @@ def test_simulate_exits_non_zero_when_an_expectation_fails(
     assert result["failures"] == ["expected agent 'generalist', got 'tv-expert'"]
 
 
-def test_simulate_rejects_an_invalid_scenario_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_simulate_rejects_an_invalid_scenario_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"calls": [{"name": "x", "from": "not a number", "expect": {"agnet": "typo"}}]}))
+    bad.write_text(
+        json.dumps({"calls": [{"name": "x", "from": "not a number", "expect": {"agnet": "typo"}}]})
+    )
     assert main(["simulate", str(bad)]) == 2
     assert "rapport:" in capsys.readouterr().err

@@ -30,18 +30,20 @@ def normalise(value: str | None) -> str | None:
         return None
     if not phonenumbers.is_possible_number(parsed):
         return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    formatted = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return formatted if is_e164(formatted) else None
 
 
 def jurisdiction(e164: str | None) -> str | None:
-    """ISO 3166 region of a number (`DE`, `US`), or None when it cannot be told."""
+    """ISO 3166 region of a number (`DE`, `US`), or None when it cannot be told (including
+    non-geographic numbers such as satellite and international freephone, region `001`)."""
     if e164 is None:
         return None
     try:
         region = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
     except phonenumbers.NumberParseException:
         return None
-    return region if region and region != "ZZ" else None
+    return region if region and len(region) == 2 and region.isalpha() and region != "ZZ" else None
 
 
 def caller_key(e164: str, pepper: str) -> str:

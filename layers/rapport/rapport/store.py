@@ -149,9 +149,10 @@ class Store:
 
     @classmethod
     def connect(cls, table_name: str, config: Config = CALL_PATH_CONFIG) -> Store:
-        """A store with its own client. The endpoint comes from boto3's standard settings
-        (`AWS_ENDPOINT_URL_DYNAMODB` points it at DynamoDB Local)."""
-        return cls(boto3.client("dynamodb", config=config), table_name)
+        """A store with its own client, from a session of its own so that credentials, region and
+        endpoint are read now (`AWS_ENDPOINT_URL_DYNAMODB` points it at DynamoDB Local), not taken
+        from whatever boto3's default session cached earlier in the process."""
+        return cls(boto3.session.Session().client("dynamodb", config=config), table_name)
 
     # -- plumbing -------------------------------------------------------------------------------------
 

@@ -1,0 +1,251 @@
+"""The privacy gate: which caller data routing may use, by jurisdiction, consent and objection."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import phonenumbers
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rapport.models import CallerProfile, Consent
+from rapport.privacy import (
+    INTEREST_ROUTING,
+    KNOWN_AGENT,
+    RULES_FILE,
+    Basis,
+    Permissions,
+    Rules,
+    load_rules,
+    permissions,
+)
+
+NOW = 1_790_000_000.0
+RULES = load_rules()
+
+
+# -- builders -----------------------------------------------------------------------------------------
+
+
+def caller(*consented_to: str, objected: bool = False, refused: tuple[str, ...] = ()) -> CallerProfile:
+    consents = {purpose: Consent(granted=True, at=NOW, source="web form") for purpose in consented_to}
+    consents |= {purpose: Consent(granted=False, at=NOW, source="call") for purpose in refused}
+    return CallerProfile(consents=consents, objected=objected, objected_at=NOW if objected else None)
+
+
+def allowed(region: str | None, profile: CallerProfile | None = None) -> Permissions:
+    return permissions(RULES, region, profile)
+
+
+def rules_with(**jurisdictions: dict[str, object]) -> Rules:
+    default = {
+        "label": "strictest",
+        "interest_routing": "consent",
+        "known_agent": "consent",
+        "retention_days": {"interest": 7, "last_agent": 14, "decision": 21},
+    }
+    return Rules.model_validate({"version": "test-1", "default": default, "jurisdictions": jurisdictions})
+
+
+# -- Germany ------------------------------------------------------------------------------------------
+
+
+def test_germany_without_consent_uses_the_last_agent_but_not_interests() -> None:
+    result = allowed("DE", caller())
+
+    assert result.use_interests is False
+    assert result.use_known_agent is True
+
+
+def test_germany_with_no_profile_at_all_uses_the_last_agent_but_not_interests() -> None:
+    result = allowed("DE", None)
+
+    assert (result.use_interests, result.use_known_agent) == (False, True)
+
+
+def test_germany_uses_interests_once_the_caller_consented() -> None:
+    result = allowed("DE", caller(INTEREST_ROUTING))
+
+    assert result.use_interests is True
+    assert result.use_known_agent is True
+
+
+def test_a_refused_consent_is_no_consent() -> None:
+    assert allowed("DE", caller(refused=(INTEREST_ROUTING,))).use_interests is False
+
+
+def test_consent_to_one_purpose_does_not_cover_another() -> None:
+    assert allowed("DE", caller(KNOWN_AGENT)).use_interests is False
+
+
+def test_an_objection_switches_both_uses_off_even_with_consent() -> None:
+    result = allowed("DE", caller(INTEREST_ROUTING, KNOWN_AGENT, objected=True))
+
+    assert (result.use_interests, result.use_known_agent) == (False, False)
+    assert all("objected" in reason for reason in result.reasons)
+
+
+def test_an_objection_also_stops_keeping_the_last_agent_link() -> None:
+    assert allowed("DE", caller(objected=True)).keep_last_agent is False
+    assert allowed("DE", caller()).keep_last_agent is True
+
+
+def test_germany_keeps_interests_90_days_and_the_last_agent_link_180() -> None:
+    retention = allowed("DE").retention_days
+
+    assert (retention.interest, retention.last_agent) == (90, 180)
+
+
+# -- unknown and unlisted countries -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("region", [None, "BR", "ZZ"])
+def test_unknown_or_unlisted_regions_get_the_default_rule_set(region: str | None) -> None:
+    result = allowed(region, caller())
+
+    assert result.rule_set == "default"
+    assert result.retention_days == RULES.default.retention_days
+    assert (result.use_interests, result.use_known_agent) == (False, False)
+
+
+def test_the_default_rule_set_still_honours_consent() -> None:
+    result = allowed(None, caller(INTEREST_ROUTING, KNOWN_AGENT))
+
+    assert (result.use_interests, result.use_known_agent) == (True, True)
+
+
+def test_the_us_allows_both_uses_on_legitimate_interest() -> None:
+    result = allowed("US", None)
+
+    assert (result.use_interests, result.use_known_agent) == (True, True)
+
+
+def test_a_never_basis_is_not_overridden_by_consent() -> None:
+    rules = rules_with(
+        XX={
+            "label": "nowhere",
+            "interest_routing": "never",
+            "known_agent": "never",
+            "retention_days": {"interest": 1, "last_agent": 1, "decision": 1},
+        }
+    )
+
+    result = permissions(rules, "XX", caller(INTEREST_ROUTING, KNOWN_AGENT))
+
+    assert (result.use_interests, result.use_known_agent) == (False, False)
+
+
+def test_retention_days_come_from_the_caller_s_rule_set() -> None:
+    rules = rules_with(
+        DE={
+            "label": "Germany",
+            "interest_routing": "consent",
+            "known_agent": "legitimate_interest",
+            "retention_days": {"interest": 11, "last_agent": 22, "decision": 33},
+        }
+    )
+
+    german = permissions(rules, "DE", None).retention_days
+    unknown = permissions(rules, None, None).retention_days
+
+    assert (german.interest, german.last_agent, german.decision) == (11, 22, 33)
+    assert (unknown.interest, unknown.last_agent, unknown.decision) == (7, 14, 21)
+
+
+# -- explanations -------------------------------------------------------------------------------------
+
+
+def test_reasons_name_the_rule_set_and_the_policy_version() -> None:
+    result = allowed("DE", caller())
+
+    assert result.rule_set == "DE"
+    assert result.policy_version == RULES.version
+    assert len(result.reasons) == 2
+    for reason in result.reasons:
+        assert RULES.jurisdictions["DE"].label in reason
+        assert RULES.version in reason
+
+
+def test_reasons_for_an_unknown_country_name_the_default_rule_set() -> None:
+    result = allowed(None)
+
+    assert all(RULES.default.label in reason and RULES.version in reason for reason in result.reasons)
+
+
+def test_reasons_tell_what_is_used_and_why() -> None:
+    interest_reason, known_reason = allowed("DE", caller()).reasons
+
+    assert "interest data not used" in interest_reason
+    assert "consent" in interest_reason
+    assert "last-agent link used" in known_reason
+    assert "legitimate interest" in known_reason
+
+
+# -- the shipped rules file ---------------------------------------------------------------------------
+
+
+def test_the_shipped_rules_file_validates() -> None:
+    rules = Rules.model_validate(json.loads(RULES_FILE.read_text(encoding="utf-8")))
+
+    assert rules.version
+    assert rules.jurisdictions
+
+
+def test_every_jurisdiction_key_is_an_iso_3166_alpha_2_code() -> None:
+    for region in RULES.jurisdictions:
+        assert re.fullmatch(r"[A-Z]{2}", region), region
+        assert region in phonenumbers.SUPPORTED_REGIONS, region
+
+
+def test_the_default_rule_set_is_at_least_as_strict_as_every_listed_one() -> None:
+    strictness = {Basis.LEGITIMATE_INTEREST: 0, Basis.CONSENT: 1, Basis.NEVER: 2}
+    default = RULES.default
+    for region, rule_set in RULES.jurisdictions.items():
+        assert strictness[default.interest_routing] >= strictness[rule_set.interest_routing], region
+        assert strictness[default.known_agent] >= strictness[rule_set.known_agent], region
+        assert default.retention_days.interest <= rule_set.retention_days.interest, region
+        assert default.retention_days.last_agent <= rule_set.retention_days.last_agent, region
+        assert default.retention_days.decision <= rule_set.retention_days.decision, region
+
+
+# -- properties ---------------------------------------------------------------------------------------
+
+regions = st.none() | st.sampled_from(sorted(RULES.jurisdictions)) | st.text(max_size=3)
+profiles = st.builds(
+    CallerProfile,
+    jurisdiction=st.none() | st.sampled_from(["DE", "US", "BR"]),
+    consents=st.dictionaries(
+        st.sampled_from([INTEREST_ROUTING, KNOWN_AGENT, "marketing"]),
+        st.builds(Consent, granted=st.booleans(), at=st.just(NOW), source=st.just("test")),
+    ),
+)
+
+
+@given(region=regions, profile=profiles)
+def test_an_objection_switches_profile_routing_off_everywhere(
+    region: str | None, profile: CallerProfile
+) -> None:
+    objecting = profile.model_copy(update={"objected": True, "objected_at": NOW})
+
+    result = allowed(region, objecting)
+
+    assert result.use_interests is False
+    assert result.use_known_agent is False
+    assert result.keep_last_agent is False
+
+
+@given(region=regions, profile=st.none() | profiles)
+def test_interests_are_used_only_where_the_basis_is_met(
+    region: str | None, profile: CallerProfile | None
+) -> None:
+    result = allowed(region, profile)
+    basis = (
+        RULES.jurisdictions.get(region, RULES.default).interest_routing
+        if region
+        else RULES.default.interest_routing
+    )
+
+    consented = profile is not None and profile.consented_to(INTEREST_ROUTING)
+    expected = basis is Basis.LEGITIMATE_INTEREST or (basis is Basis.CONSENT and consented)
+    assert result.use_interests is expected
