@@ -151,14 +151,18 @@ def on_new_inbound_call(event: SmaEvent, deadline: Deadline) -> dict[str, Any]:
 def on_action_failed(event: SmaEvent, deadline: Deadline) -> dict[str, Any]:
     svc = services()
     action = event.action_data
-    state = _state(event)
+    stored = CallState.from_attributes(event.call_details.transaction_attributes)
+    state = stored or CallState(stage=Stage.DONE)
     error = (action.error_type if action else None) or "unknown error"
-    logger.warning("action failed", extra={"action": action.type if action else None, "error_type": error})
+    log = logger.info if error == "CallNotAnswered" else logger.warning
+    log("action failed", extra={"action": action.type if action else None, "error_type": error})
+    if stored is not None and stored.stage is Stage.DONE:
+        # The call already ended (e.g. the caller hung up while the agent's phone rang).
+        return EMPTY
     if action is None or action.type != "CallAndBridge":
         # A failed Speak or Hangup: nothing sensible is left to play; end the call cleanly.
-        return response(
-            [Hangup(ParticipantTag="LEG-A")], state.model_copy(update={"stage": Stage.DONE}).to_attributes()
-        )
+        done = state.model_copy(update={"stage": Stage.DONE})
+        return response([Hangup(ParticipantTag="LEG-A")], done.to_attributes())
     route = svc.ready_flow().no_answer(state, event.call_details.transaction_id, error, now(), deadline)
     return _answer(route, svc.settings, event)
 

@@ -268,3 +268,12 @@ def test_concurrent_calls_never_share_an_agent(router: LocalFunction, store: Sto
     for c, target in zip(calls, targets, strict=True):
         if target is not None:
             assert store.agent(target).reserved_by == c.transaction_id  # type: ignore[union-attr]
+
+
+def test_a_late_bridge_failure_after_the_caller_hung_up_does_nothing(
+    router: LocalFunction, store: Store, shop: float
+) -> None:
+    mark = call(router, MARK_US)
+    bridge = bridge_of(mark.new_inbound())
+    mark.hangup("LEG-A")
+    assert mark.bridge_failed(bridge)["Actions"] == []
