@@ -18,15 +18,12 @@ from unittest import mock
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rapport.models import (
     Agent,
-    AgentEndpoint,
     AttemptOutcome,
     CallerProfile,
     Consent,
     Interest,
     LastAgent,
-    Presence,
     Product,
-    ProductStats,
     RoutingMode,
 )
 from rapport.numbers import caller_key, is_e164
@@ -48,29 +45,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class ScenarioAgent(_Strict):
-    agent_id: str
-    name: str = ""
-    endpoint: AgentEndpoint
-    proficiency: dict[str, int] = Field(default_factory=dict)
-    languages: list[str] = Field(default_factory=list)
-    presence: Presence = Presence.ONLINE
+class ScenarioAgent(Agent):
+    """An agent as the scenario describes it: the stored fields, with idle time in minutes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     idle_minutes: float = 0.0
-    wrap_up_seconds: int = 30
-    stats: dict[str, ProductStats] = Field(default_factory=dict)
 
     def agent(self, start: float) -> Agent:
-        return Agent(
-            agent_id=self.agent_id,
-            name=self.name,
-            endpoint=self.endpoint,
-            proficiency=self.proficiency,
-            languages=self.languages,
-            presence=self.presence,
-            wrap_up_seconds=self.wrap_up_seconds,
-            stats=self.stats,
-            idle_since=start - self.idle_minutes * 60 if self.idle_minutes else 0.0,
-        )
+        idle_since = start - self.idle_minutes * 60 if self.idle_minutes else self.idle_since
+        return Agent.model_validate({**self.model_dump(exclude={"idle_minutes"}), "idle_since": idle_since})
 
 
 class ScenarioInterest(_Strict):
