@@ -16,6 +16,7 @@ from aws_lambda_powertools import Logger
 from rapport import SERVICE_NAME
 from rapport.calls import CallFlow, CallState, InboundCall, Route, RouteKind, Stage
 from rapport.deadline import Deadline
+from rapport.log_privacy import RedactingFormatter
 from rapport.models import EndpointKind
 from rapport.numbers import is_e164, normalise
 from rapport.privacy import load_rules
@@ -26,7 +27,7 @@ from sip_context import read_sip_context
 from sma_actions import Action, BridgeEndpoint, CallAndBridge, Hangup, Speak, response
 from sma_events import SmaEvent, parse_event
 
-logger = Logger(service=SERVICE_NAME)
+logger = Logger(service=SERVICE_NAME, logger_formatter=RedactingFormatter())
 
 # Said when even the settings cannot be read: the caller still hears something before the line drops.
 EMERGENCY_MESSAGE = "Sorry, we cannot take your call right now. Please try again later. Goodbye."
