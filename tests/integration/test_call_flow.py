@@ -277,3 +277,20 @@ def test_a_late_bridge_failure_after_the_caller_hung_up_does_nothing(
     bridge = bridge_of(mark.new_inbound())
     mark.hangup("LEG-A")
     assert mark.bridge_failed(bridge)["Actions"] == []
+
+
+def test_concurrent_calls_that_lose_a_race_still_reach_a_free_agent(
+    router: LocalFunction, store: Store
+) -> None:
+    # Every call ranks the same agents first; those that lose the race must move on, not give up.
+    now = time.time()
+    for index in range(24):
+        store.put_agent(agent(f"agent-{index:02d}", now - 1000 + index))
+    router.invoke({"InvocationEventType": "RINGING"})
+    calls = [SimulatedCall(router.invoke, f"+1202555{2000 + index:04d}") for index in range(12)]
+    responses = router.invoke_concurrently(
+        [c.event("NEW_INBOUND_CALL", [c.leg_a]) for c in calls], workers=12
+    )
+    targets = [bridge_target(r) for r in responses]
+    assert None not in targets
+    assert len(set(targets)) == 12

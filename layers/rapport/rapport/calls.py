@@ -8,6 +8,7 @@ and says why.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -42,6 +43,11 @@ logger = Logger(service=SERVICE_NAME, child=True)
 
 # An agent stays reserved a little longer than the phone rings, so a late ACTION_FAILED still finds them.
 RING_HOLD_MARGIN_SECONDS = 15
+# How many ranked agents a new call may try to reserve when concurrent calls win the races for the first.
+MAX_RESERVATION_ATTEMPTS = 24
+# After a lost race, the next few candidates are tried in a per-call order: the calls that lost the same
+# race ranked alike, and would otherwise all race again for the same next agent.
+CONTENTION_WINDOW = 4
 LIVE_INTEREST_SOURCE = "this call"
 
 
@@ -150,7 +156,8 @@ class CallFlow:
         self._settings = settings
         self._pepper = pepper
         self._rules = rules
-        self._policy = policy or RoutingPolicy(max_candidates=settings.max_candidates)
+        # Ranked deep enough to keep reserving under contention; the call carries `max_candidates`.
+        self._policy = policy or RoutingPolicy(max_candidates=MAX_RESERVATION_ATTEMPTS)
 
     @property
     def _hold_seconds(self) -> int:
@@ -243,7 +250,12 @@ class CallFlow:
             expires_at=now + allowed.retention_days.decision * DAY,
         )
         roster = {agent.agent_id: agent for agent in agents}
-        for index, candidate in enumerate(decision.candidates):
+        shown = self._settings.max_candidates
+        record = record.model_copy(update={"candidates": decision.candidates[:shown]})
+        remaining = list(decision.candidates)
+        order = random.Random(call.call_id)  # noqa: S311 - spreads contending calls; not a secret
+        while remaining:
+            candidate = remaining.pop(0)
             try:
                 self._store.reserve_first(
                     record.model_copy(update={"agent_id": candidate.agent_id, "mode": candidate.mode}),
@@ -254,11 +266,14 @@ class CallFlow:
                 )
             except AgentTaken:
                 logger.info("agent taken by another call", extra={"agent_id": candidate.agent_id})
+                window = remaining[:CONTENTION_WINDOW]
+                order.shuffle(window)
+                remaining[:CONTENTION_WINDOW] = window
                 continue
             except StoreUnavailable as error:
                 logger.error("reservation failed", extra={"error": str(error)})
                 return self.fallback(state, f"could not reserve an agent ({error})")
-            pending = tuple((c.agent_id, c.mode) for c in decision.candidates[index + 1 :])
+            pending = tuple((c.agent_id, c.mode) for c in remaining[: shown - 1])
             chosen = state.model_copy(
                 update={
                     "agent_id": candidate.agent_id,

@@ -21,7 +21,7 @@ class RoutingPolicy(BaseModel):
     min_interest: float = Field(default=0.05, ge=0, le=1)
     conversion_prior: float = Field(default=0.2, gt=0, le=1)
     conversion_prior_weight: float = Field(default=5.0, gt=0)
-    max_candidates: int = Field(default=5, ge=1, le=8)
+    max_candidates: int = Field(default=5, ge=1, le=50)
 
 
 def _day(epoch: float) -> str:
