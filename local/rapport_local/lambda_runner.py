@@ -8,6 +8,7 @@ module, so its per-container caches behave like one Lambda container's.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import itertools
@@ -15,6 +16,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
@@ -87,23 +89,26 @@ class LocalFunction:
             spec.loader.exec_module(module)
         return module
 
+    def context(self) -> FakeLambdaContext:
+        return FakeLambdaContext(self.spec.logical_id, self.spec.timeout, self.spec.memory_mb)
+
+    @contextlib.contextmanager
+    def environment_applied(self) -> Iterator[None]:
+        """The function's environment on this process, for `handle` calls from many threads."""
+        with mock.patch.dict(os.environ, self.environment):
+            yield
+
+    def handle(self, event: Any) -> Any:
+        """Run the handler once, inside `environment_applied()` (thread-safe; `invoke` is not)."""
+        return self._handler(copy.deepcopy(event), self.context())
+
     def invoke_concurrently(self, events: list[Any], workers: int) -> list[Any]:
         """Invoke once per event from `workers` threads, like that many warm containers sharing one
-        module (the environment is applied once around all of them; results keep the events' order)."""
-        with mock.patch.dict(os.environ, self.environment), ThreadPoolExecutor(workers) as pool:
-            contexts = [
-                FakeLambdaContext(self.spec.logical_id, self.spec.timeout, self.spec.memory_mb)
-                for _ in events
-            ]
-            return list(
-                pool.map(
-                    lambda pair: self._handler(copy.deepcopy(pair[0]), pair[1]),
-                    zip(events, contexts, strict=True),
-                )
-            )
+        module; results keep the events' order."""
+        with self.environment_applied(), ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(self.handle, events))
 
     def invoke(self, event: Any) -> Any:
         """Run the handler once with a copy of `event`, as Lambda would, and return its result."""
-        context = FakeLambdaContext(self.spec.logical_id, self.spec.timeout, self.spec.memory_mb)
-        with mock.patch.dict(os.environ, self.environment):
-            return self._handler(copy.deepcopy(event), context)
+        with self.environment_applied():
+            return self.handle(event)
