@@ -62,9 +62,10 @@ validate: $(VENV)/.installed $(SAM_VENV)/.installed
 build: $(SAM_VENV)/.installed
 	PATH="$(SAM_PATH)" $(SAM) build --parallel
 
-# Handler latency and DynamoDB requests per call against DynamoDB Local.
+# rapport beside a minimal baseline: latency, requests and capacity, cold start, package sizes, load.
+# The report lands in bench/out/results.md (with bench/out/latency.png).
 bench: setup
-	$(BIN)/python bench/call_latency.py
+	PATH="$(SAM_PATH)" $(BIN)/python bench/bench.py
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) node_modules .aws-sam .mypy_cache .ruff_cache .pytest_cache
