@@ -18,7 +18,7 @@ from rapport.calls import CallFlow, CallState, InboundCall, Route, RouteKind, St
 from rapport.deadline import Deadline
 from rapport.log_privacy import RedactingFormatter
 from rapport.models import EndpointKind
-from rapport.numbers import is_e164, normalise
+from rapport.numbers import normalise
 from rapport.privacy import load_rules
 from rapport.secrets import caller_key_pepper
 from rapport.settings import Settings
@@ -69,21 +69,25 @@ def now() -> float:
 # -- mapping routes to actions ------------------------------------------------------------------------
 
 
-def _caller_id(settings: Settings, event: SmaEvent) -> str:
-    """The configured caller ID, else the caller's own number, else the number they dialled (ours)."""
+def _caller_id(settings: Settings, event: SmaEvent) -> str | None:
+    """The configured caller ID, else the caller's own number, else the number they dialled (ours);
+    None when none of them is a phone number, since the SMA refuses a bridge without one."""
+    if settings.caller_id_number:
+        return settings.caller_id_number
     leg = event.caller_leg
-    for number in (settings.caller_id_number, leg.from_ if leg else None, leg.to if leg else None):
-        if number and is_e164(number):
-            return number
-    return settings.caller_id_number or (leg.to if leg and leg.to else "")
+    return (normalise(leg.from_) or normalise(leg.to)) if leg else None
 
 
-def _bridge(settings: Settings, event: SmaEvent, endpoint: BridgeEndpoint) -> CallAndBridge:
-    return CallAndBridge(
-        CallTimeoutSeconds=settings.ring_timeout_seconds,
-        CallerIdNumber=_caller_id(settings, event),
-        Endpoints=[endpoint],
-    )
+def _bridge(settings: Settings, event: SmaEvent, endpoint: BridgeEndpoint) -> list[Action]:
+    caller_id = _caller_id(settings, event)
+    if caller_id is None:
+        logger.error("no caller ID to bridge with: set the CallerIdNumber parameter")
+        return _closing(event, settings.fallback_message)
+    return [
+        CallAndBridge(
+            CallTimeoutSeconds=settings.ring_timeout_seconds, CallerIdNumber=caller_id, Endpoints=[endpoint]
+        )
+    ]
 
 
 def _closing(event: SmaEvent, message: str) -> list[Action]:
@@ -101,9 +105,9 @@ def _actions_for(route: Route, settings: Settings, event: SmaEvent) -> list[Acti
             endpoint = BridgeEndpoint(
                 BridgeEndpointType="AWS", Uri=route.endpoint.address, Arn=settings.voice_connector_arn
             )
-        return [_bridge(settings, event, endpoint)]
+        return _bridge(settings, event, endpoint)
     if route.kind is RouteKind.FALLBACK_NUMBER and route.number:
-        return [_bridge(settings, event, BridgeEndpoint(BridgeEndpointType="PSTN", Uri=route.number))]
+        return _bridge(settings, event, BridgeEndpoint(BridgeEndpointType="PSTN", Uri=route.number))
     if route.kind is RouteKind.MESSAGE:
         return _closing(event, route.message or settings.fallback_message)
     return []
@@ -146,6 +150,10 @@ def on_new_inbound_call(event: SmaEvent, deadline: Deadline) -> dict[str, Any]:
         live_products=headers.products,
     )
     logger.append_keys(caller_key=flow.caller_key_for(caller))
+    if _caller_id(svc.settings, event) is None:
+        # No bridge is possible, so no agent is reserved: the caller hears the message.
+        no_bridge = CallState(stage=Stage.FALLBACK)
+        return _answer(flow.fallback(no_bridge, "no caller ID to bridge with"), svc.settings, event)
     return _answer(flow.start(call, now(), deadline), svc.settings, event)
 
 

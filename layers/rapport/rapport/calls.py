@@ -15,13 +15,14 @@ from enum import StrEnum
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rapport import SERVICE_NAME
 from rapport.deadline import Deadline
 from rapport.models import (
     Agent,
     AgentEndpoint,
+    AgentId,
     Attempt,
     AttemptOutcome,
     CallerContext,
@@ -65,11 +66,11 @@ class CallState(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     caller_key: str | None = None
-    agent_id: str | None = None
+    agent_id: AgentId | None = None
     mode: RoutingMode = RoutingMode.FALLBACK
-    attempt: int = 0
-    pending: tuple[tuple[str, RoutingMode], ...] = ()
-    link_days: int = 0
+    attempt: int = Field(default=0, ge=0, le=1000)
+    pending: tuple[tuple[AgentId, RoutingMode], ...] = ()
+    link_days: int = Field(default=0, ge=0, le=3650)
     """Days to keep the last-agent link once connected; 0 where policy forbids keeping it."""
     stage: Stage = Stage.AGENT
 
@@ -215,7 +216,7 @@ class CallFlow:
             agents = self._store.agents(deadline)
         except StoreError as error:
             logger.error("agent roster unavailable", extra={"error": str(error)})
-            return self.fallback(state, f"agent roster unavailable ({error})")
+            return self.fallback(state, "; ".join([f"agent roster unavailable ({error})", *notes]))
 
         reachable = [agent for agent in agents if self._reachable(agent)]
         if len(reachable) < len(agents):

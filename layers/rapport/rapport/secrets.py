@@ -9,7 +9,7 @@ from rapport.settings import Settings
 
 # Fetched once per container (and again after an hour): one round trip at cold start.
 _PROVIDER_CONFIG = Config(
-    connect_timeout=0.5, read_timeout=1.0, retries={"max_attempts": 2, "mode": "standard"}
+    connect_timeout=0.5, read_timeout=1.0, retries={"total_max_attempts": 2, "mode": "standard"}
 )
 
 

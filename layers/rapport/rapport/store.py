@@ -79,7 +79,7 @@ MIN_REQUEST_SECONDS = 0.05
 CALL_PATH_CONFIG = Config(
     connect_timeout=0.25,
     read_timeout=0.5,
-    retries={"max_attempts": 2, "mode": "standard"},
+    retries={"total_max_attempts": 2, "mode": "standard"},
     tcp_keepalive=True,
 )
 
