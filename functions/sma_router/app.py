@@ -23,6 +23,7 @@ from rapport.privacy import load_rules
 from rapport.secrets import caller_key_pepper
 from rapport.settings import Settings
 from rapport.store import Store
+from rapport.telemetry import CallMetrics, Metric
 from sip_context import read_sip_context
 from sma_actions import Action, BridgeEndpoint, CallAndBridge, Hangup, Speak, response
 from sma_events import SmaEvent, parse_event
@@ -113,7 +114,11 @@ def _actions_for(route: Route, settings: Settings, event: SmaEvent) -> list[Acti
     return []
 
 
-def _answer(route: Route, settings: Settings, event: SmaEvent) -> dict[str, Any]:
+def _answer(
+    route: Route, settings: Settings, event: SmaEvent, metrics: CallMetrics, before: CallState | None
+) -> dict[str, Any]:
+    """The response for `route`; `before` is the call's state until now (None for a new call)."""
+    metrics.route(route, before)
     logger.info(
         "routed",
         extra={
@@ -135,7 +140,7 @@ def _state(event: SmaEvent) -> CallState:
 # -- one function per event type ----------------------------------------------------------------------
 
 
-def on_new_inbound_call(event: SmaEvent, deadline: Deadline) -> dict[str, Any]:
+def on_new_inbound_call(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
     svc = services()
     flow = svc.ready_flow()
     leg = event.caller_leg
@@ -153,11 +158,12 @@ def on_new_inbound_call(event: SmaEvent, deadline: Deadline) -> dict[str, Any]:
     if _caller_id(svc.settings, event) is None:
         # No bridge is possible, so no agent is reserved: the caller hears the message.
         no_bridge = CallState(stage=Stage.FALLBACK)
-        return _answer(flow.fallback(no_bridge, "no caller ID to bridge with"), svc.settings, event)
-    return _answer(flow.start(call, now(), deadline), svc.settings, event)
+        route = flow.fallback(no_bridge, "no caller ID to bridge with")
+        return _answer(route, svc.settings, event, metrics, None)
+    return _answer(flow.start(call, now(), deadline), svc.settings, event, metrics, None)
 
 
-def on_action_failed(event: SmaEvent, deadline: Deadline) -> dict[str, Any]:
+def on_action_failed(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
     svc = services()
     action = event.action_data
     stored = CallState.from_attributes(event.call_details.transaction_attributes)
@@ -173,20 +179,23 @@ def on_action_failed(event: SmaEvent, deadline: Deadline) -> dict[str, Any]:
         done = state.model_copy(update={"stage": Stage.DONE})
         return response([Hangup(ParticipantTag="LEG-A")], done.to_attributes())
     route = svc.ready_flow().no_answer(state, event.call_details.transaction_id, error, now(), deadline)
-    return _answer(route, svc.settings, event)
+    if state.stage is Stage.AGENT:
+        metrics.count(Metric.FAILOVERS)
+    return _answer(route, svc.settings, event, metrics, state)
 
 
-def on_action_successful(event: SmaEvent, deadline: Deadline) -> dict[str, Any]:
+def on_action_successful(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
     action = event.action_data
     if action is None or action.type != "CallAndBridge":
         return EMPTY
-    state = (
-        services().ready_flow().connected(_state(event), event.call_details.transaction_id, now(), deadline)
-    )
+    before = _state(event)
+    state = services().ready_flow().connected(before, event.call_details.transaction_id, now(), deadline)
+    if before.stage in (Stage.AGENT, Stage.FALLBACK):
+        metrics.count(Metric.CONNECTED)
     return response([], state.to_attributes())
 
 
-def on_hangup(event: SmaEvent, deadline: Deadline) -> dict[str, Any]:
+def on_hangup(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
     """Chime does not hang up the other leg: do it, and release the agent."""
     parameters = event.action_data.parameters if event.action_data else {}
     gone_tag = str(parameters.get("ParticipantTag", "")).upper() or None
@@ -202,7 +211,8 @@ def on_hangup(event: SmaEvent, deadline: Deadline) -> dict[str, Any]:
     return response([Hangup(CallId=p.call_id) for p in others], state.to_attributes())
 
 
-def on_invalid_lambda_response(event: SmaEvent, deadline: Deadline) -> dict[str, Any]:
+def on_invalid_lambda_response(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
+    metrics.count(Metric.REJECTED_RESPONSES)
     action = event.action_data
     logger.error(
         "SMA rejected our last response",
@@ -215,7 +225,8 @@ def on_invalid_lambda_response(event: SmaEvent, deadline: Deadline) -> dict[str,
     flow = svc.ready_flow()
     state = CallState.from_attributes(event.call_details.transaction_attributes)
     if state is None:
-        return _answer(flow.fallback(CallState(), "the SMA rejected a response"), svc.settings, event)
+        route = flow.fallback(CallState(), "the SMA rejected a response")
+        return _answer(route, svc.settings, event, metrics, None)
     if state.stage in (Stage.MESSAGE, Stage.DONE):
         # Even the closing message was refused: do not loop, just end the call.
         return response(
@@ -225,15 +236,15 @@ def on_invalid_lambda_response(event: SmaEvent, deadline: Deadline) -> dict[str,
     route = flow.fallback(
         released.model_copy(update={"stage": Stage.FALLBACK}), "the SMA rejected a response"
     )
-    return _answer(route, svc.settings, event)
+    return _answer(route, svc.settings, event, metrics, state)
 
 
-def ignore(event: SmaEvent, deadline: Deadline) -> dict[str, Any]:
+def ignore(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
     """Events whose answer the SMA ignores, or that need nothing from us."""
     return EMPTY
 
 
-Handler = Callable[[SmaEvent, Deadline], dict[str, Any]]
+Handler = Callable[[SmaEvent, Deadline, CallMetrics], dict[str, Any]]
 
 HANDLERS: dict[str, Handler] = {
     "NEW_INBOUND_CALL": on_new_inbound_call,
@@ -261,18 +272,40 @@ def emergency_response(event: SmaEvent) -> dict[str, Any]:
 
 
 def lambda_handler(raw_event: Any, context: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    metrics = CallMetrics()
     logger.clear_state()
     event, problems = parse_event(raw_event)
     logger.append_keys(call_id=event.call_details.transaction_id or None, event_type=event.event_type)
+    try:
+        return _dispatch(event, problems, context, metrics)
+    finally:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        metrics.milliseconds(Metric.HANDLER_LATENCY, elapsed_ms)
+        if event.event_type == "NEW_INBOUND_CALL":
+            metrics.milliseconds(Metric.NEW_CALL_LATENCY, elapsed_ms)
+        metrics.flush()
+
+
+def _dispatch(event: SmaEvent, problems: list[str], context: Any, metrics: CallMetrics) -> dict[str, Any]:
+    if event.event_type == "NEW_INBOUND_CALL":
+        metrics.count(Metric.NEW_CALLS)
     if problems:
+        metrics.count(Metric.MALFORMED_EVENTS)
         logger.warning("malformed event, using what could be read", extra={"problems": problems})
     handler = HANDLERS.get(event.event_type)
     if handler is None:
+        metrics.count(Metric.UNKNOWN_EVENTS)
         logger.warning("unknown event type: answering with no actions")
         return EMPTY
     try:
         budget_ms = services().settings.time_budget_ms
-        return handler(event, Deadline.for_invocation(context, budget_ms))
+        return handler(event, Deadline.for_invocation(context, budget_ms), metrics)
     except Exception:
         logger.exception("handler failed: answering with the emergency route")
-        return emergency_response(event)
+        metrics.count(Metric.HANDLER_ERRORS)
+        answer = emergency_response(event)
+        before = CallState.from_attributes(event.call_details.transaction_attributes)
+        if answer is not EMPTY and (before is None or before.stage in (Stage.AGENT, Stage.CONNECTED)):
+            metrics.count(Metric.FALLBACKS)
+        return answer

@@ -16,8 +16,10 @@ from pathlib import Path
 from rapport import SERVICE_NAME
 
 from rapport_local import PROJECT_DIR
+from rapport_local.emf import MetricTotals
 from rapport_local.engine import DynamoDBLocal, EngineError, create_table, endpoint_from_environment
 from rapport_local.scenario import TABLE_NAME, CallResult, Scenario, ScenarioPlayer
+from rapport_local.template import load_template, parameter_defaults
 
 DEMO_SCENARIO = PROJECT_DIR / "examples" / "demo.json"
 
@@ -82,9 +84,26 @@ def demo(args: argparse.Namespace) -> int:
             result = player.play_call(call)
             results.append(result)
             print(_describe(index, call.name, result) + "\n", flush=True)
+        print(_metrics_summary(player.metrics) + "\n", flush=True)
     failed = [r for r in results if not r.ok]
     print(f"{len(results) - len(failed)} of {len(results)} calls routed as expected.")
     return 1 if failed else 0
+
+
+def _metrics_summary(metrics: MetricTotals) -> str:
+    """What a deployment would have published to CloudWatch for these calls, as the alarms see it."""
+    counts = metrics.counts
+    shown = " · ".join(f"{name} {counts[name]}" for name in sorted(counts))
+    lines = ["Metrics the router published (namespace Rapport, embedded metric format):", f"   {shown}"]
+    if counts["NewCalls"]:
+        threshold = parameter_defaults(load_template()).get("FallbackRateAlarmPercent", "?")
+        rate = 100 * counts["Fallbacks"] / counts["NewCalls"]
+        lines.append(f"   fallback rate {rate:.0f} % (FallbackRateAlarm: above {threshold} % by default)")
+    latency = sorted(metrics.durations_ms.get("NewCallLatency", []))
+    if latency:
+        median = latency[len(latency) // 2]
+        lines.append(f"   NewCallLatency median {median:.1f} ms, slowest {latency[-1]:.1f} ms")
+    return "\n".join(lines)
 
 
 def simulate(args: argparse.Namespace) -> int:

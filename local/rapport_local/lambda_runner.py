@@ -63,6 +63,7 @@ class LocalFunction:
         self.spec = function_spec(template, logical_id, project_dir)
         refs = {**parameter_defaults(template), **(resources or {}), **(parameters or {})}
         refs.setdefault("AWS::Region", os.environ.get("AWS_REGION", "us-east-1"))
+        refs.setdefault("AWS::StackName", "rapport-local")
         self.environment = {
             "AWS_LAMBDA_FUNCTION_NAME": logical_id,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.spec.memory_mb),

@@ -8,7 +8,10 @@ The format is documented in the README ("Scenario files").
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +34,7 @@ from rapport.scoring import DAY
 from rapport.settings import DEVELOPMENT_PEPPER
 from rapport.store import Store
 
+from rapport_local.emf import MetricTotals
 from rapport_local.engine import local_client, local_environment
 from rapport_local.lambda_runner import LocalFunction
 from rapport_local.sma_contract import response_problems
@@ -176,11 +180,21 @@ class ScenarioPlayer:
         self.clock = time.time()
         self._addresses = {agent.endpoint.address: agent.agent_id for agent in scenario.agents}
         self._names = {caller.number: caller.name for caller in scenario.callers}
+        self.metrics = MetricTotals()
+        """The metrics the handler published (as EMF lines on stdout) over every call played."""
 
     def invoke(self, event: dict[str, Any]) -> Any:
         # The handler reads the time once per invocation; here it reads the scenario's clock.
-        with mock.patch.object(self.function.module, "now", return_value=self.clock):
-            return self.function.invoke(event)
+        printed = io.StringIO()
+        try:
+            with (
+                mock.patch.object(self.function.module, "now", return_value=self.clock),
+                contextlib.redirect_stdout(printed),
+            ):
+                return self.function.invoke(event)
+        finally:
+            for line in self.metrics.add_lines(printed.getvalue().splitlines()):
+                print(line, file=sys.stderr)
 
     def load(self) -> None:
         """Write the scenario's catalog, agents and callers (with their consents and interests)."""

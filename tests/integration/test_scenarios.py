@@ -24,6 +24,14 @@ def test_scenario_routes_every_call_as_expected(dynamodb_endpoint: str, table: s
     results = player.play()
     assert [(r.name, r.failures) for r in results if not r.ok] == []
     assert all(r.reasons for r in results)
+    # The router's own metrics tell the same story as the calls.
+    published = player.metrics.counts
+    assert published["NewCalls"] == len(results)
+    assert published["Fallbacks"] == sum(r.agent is None for r in results)
+    # Every agent who rang and did not answer is one failover (to the next agent or the fallback).
+    agents_missed = sum(sum(rung != "fallback" for rung in r.rang) - (r.agent is not None) for r in results)
+    assert published["Failovers"] == agents_missed
+    assert published["HandlerErrors"] == published["RejectedResponses"] == 0
 
 
 def test_demo_shows_interest_failover_known_agent_and_no_consent(dynamodb_endpoint: str, table: str) -> None:
@@ -34,6 +42,17 @@ def test_demo_shows_interest_failover_known_agent_and_no_consent(dynamodb_endpoi
     assert ("interest", 2) in modes  # a no-answer failed over
     assert ("known_agent", 1) in modes
     assert ("any_available", 1) in modes  # the German caller without consent
+
+
+def test_demo_ends_with_the_metrics_a_deployment_would_publish(
+    dynamodb_endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--endpoint", dynamodb_endpoint]) == 0
+    printed = capsys.readouterr()
+    assert '"_aws"' not in printed.out and '"_aws"' not in printed.err
+    assert "Metrics the router published" in printed.out
+    assert "NewCalls 6" in printed.out
+    assert "fallback rate 17 %" in printed.out  # 1 of the demo's 6 calls reaches the fallback number
 
 
 def test_simulate_prints_one_result_per_call_and_exits_zero(

@@ -1,0 +1,98 @@
+"""Call metrics as CloudWatch embedded metric format (EMF) lines, written with Powertools.
+
+Each invocation collects its own metric set and prints it as one log line when it ends; CloudWatch turns
+that line into metrics, so nothing waits on a network call. A metric carries counts and durations only:
+never a phone number, caller key or agent ID. Dimensions are the service and the stack, so two
+deployments in one account keep their own figures and the template's alarms can name them exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+
+from rapport import SERVICE_NAME
+from rapport.calls import CallState, Route, RouteKind, Stage
+from rapport.models import RoutingMode
+
+logger = Logger(service=SERVICE_NAME, child=True)
+
+DEFAULT_NAMESPACE = "Rapport"
+LOCAL_STACK_NAME = "local"
+STACK_DIMENSION = "stack"
+
+
+class Metric(StrEnum):
+    NEW_CALLS = "NewCalls"
+    """Every NEW_INBOUND_CALL answered: the denominator of the fallback rate."""
+    ROUTED_KNOWN_AGENT = "RoutedKnownAgent"
+    ROUTED_INTEREST = "RoutedInterest"
+    ROUTED_ANY_AVAILABLE = "RoutedAnyAvailable"
+    FAILOVERS = "Failovers"
+    """A ringing agent did not answer and the call moved on."""
+    FALLBACKS = "Fallbacks"
+    """A call reached the fallback number or closing message; counted once per call."""
+    CONNECTED = "Connected"
+    """A bridge was answered (an agent or the fallback number)."""
+    HANDLER_ERRORS = "HandlerErrors"
+    """The normal path raised and the emergency answer went out."""
+    REJECTED_RESPONSES = "RejectedResponses"
+    """The SMA refused one of our responses (INVALID_LAMBDA_RESPONSE)."""
+    MALFORMED_EVENTS = "MalformedEvents"
+    UNKNOWN_EVENTS = "UnknownEvents"
+    HANDLER_LATENCY = "HandlerLatency"
+    NEW_CALL_LATENCY = "NewCallLatency"
+
+
+ROUTED_BY_MODE = {
+    RoutingMode.KNOWN_AGENT: Metric.ROUTED_KNOWN_AGENT,
+    RoutingMode.INTEREST: Metric.ROUTED_INTEREST,
+    RoutingMode.ANY_AVAILABLE: Metric.ROUTED_ANY_AVAILABLE,
+}
+FALLBACK_KINDS = (RouteKind.FALLBACK_NUMBER, RouteKind.MESSAGE)
+# Stages from which reaching the fallback is news; from FALLBACK or MESSAGE the call had already got there.
+BEFORE_FALLBACK = (Stage.AGENT, Stage.CONNECTED)
+
+
+class CallMetrics:
+    """One invocation's metrics. Recording never raises; `flush` prints them and never raises either."""
+
+    def __init__(self, namespace: str | None = None, stack: str | None = None) -> None:
+        self._emf = AmazonCloudWatchEMFProvider(
+            namespace=namespace or os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE,
+            service=SERVICE_NAME,
+        )
+        self._stack = stack or os.environ.get("RAPPORT_STACK_NAME") or LOCAL_STACK_NAME
+
+    def count(self, metric: Metric, value: int = 1) -> None:
+        self._add(metric, MetricUnit.Count, value)
+
+    def milliseconds(self, metric: Metric, value: float) -> None:
+        self._add(metric, MetricUnit.Milliseconds, round(value, 3))
+
+    def route(self, route: Route, before: CallState | None) -> None:
+        """Count where a call was sent; `before` is its state until now (None for a new call)."""
+        if route.kind is RouteKind.AGENT:
+            metric = ROUTED_BY_MODE.get(route.state.mode)
+            if metric is not None:
+                self.count(metric)
+        elif route.kind in FALLBACK_KINDS and (before is None or before.stage in BEFORE_FALLBACK):
+            self.count(Metric.FALLBACKS)
+
+    def flush(self) -> None:
+        try:
+            if self._emf.metric_set:
+                self._emf.add_dimension(name=STACK_DIMENSION, value=self._stack)
+                self._emf.flush_metrics()
+        except Exception:
+            logger.exception("metrics not written")
+
+    def _add(self, metric: Metric, unit: MetricUnit, value: float) -> None:
+        try:
+            self._emf.add_metric(name=metric.value, unit=unit, value=value)
+        except Exception:
+            logger.exception("metric not recorded", extra={"metric": metric.value})
