@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from cfnlint.api import lint_file
+from rapport import SERVICE_NAME
+from rapport.telemetry import Metric
 from rapport_local.template import load_template
 
 pytestmark = pytest.mark.template
@@ -129,6 +131,82 @@ def test_sip_rule_exists_only_with_a_phone_number_and_its_function_only_manages_
         "chime:GetSipRule",
         "chime:DeleteSipRule",
     }
+
+
+def alarm_metrics(alarm: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """An alarm's metric-math inputs by Id: namespace, name and dimensions of each MetricStat."""
+    return {
+        query["Id"]: {
+            "namespace": query["MetricStat"]["Metric"]["Namespace"],
+            "name": query["MetricStat"]["Metric"]["MetricName"],
+            "dimensions": {d["Name"]: d["Value"] for d in query["MetricStat"]["Metric"]["Dimensions"]},
+        }
+        for query in alarm["Properties"]["Metrics"]
+        if "MetricStat" in query
+    }
+
+
+def test_alarms_read_the_metrics_the_router_publishes_under_its_dimensions(
+    resources: dict[str, Any],
+) -> None:
+    environment = load_template(TEMPLATE)["Globals"]["Function"]["Environment"]["Variables"]
+    namespace = environment["POWERTOOLS_METRICS_NAMESPACE"]
+    # The router's stack dimension comes from RAPPORT_STACK_NAME: the alarms must name the same stack.
+    assert environment["RAPPORT_STACK_NAME"] == {"Ref": "AWS::StackName"}
+    alarms = {name: r for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert set(alarms) == {"FallbackRateAlarm", "RouterErrorsAlarm"}
+    published = {metric.value for metric in Metric}
+    for name, alarm in alarms.items():
+        for query in alarm_metrics(alarm).values():
+            if query["namespace"] == "AWS/Lambda":
+                assert query["dimensions"] == {"FunctionName": {"Ref": "SmaRouterFunction"}}, name
+            else:
+                assert query["namespace"] == namespace, name
+                assert query["name"] in published, name
+                assert query["dimensions"] == {"service": SERVICE_NAME, "stack": {"Ref": "AWS::StackName"}}
+        returned = [query for query in alarm["Properties"]["Metrics"] if query.get("ReturnData")]
+        assert len(returned) == 1 and "Expression" in returned[0], name
+        assert alarm["Properties"]["TreatMissingData"] == "notBreaching", name
+
+
+def test_fallback_rate_alarm_divides_fallbacks_by_new_calls_above_a_minimum_volume(
+    resources: dict[str, Any],
+) -> None:
+    alarm = resources["FallbackRateAlarm"]["Properties"]
+    inputs = alarm_metrics(resources["FallbackRateAlarm"])
+    assert {query["name"] for query in inputs.values()} == {"NewCalls", "Fallbacks"}
+    (rate,) = [query for query in alarm["Metrics"] if query.get("ReturnData")]
+    expression = rate["Expression"]["Fn::Sub"]
+    assert "100 * FILL(fallbacks, 0) / calls" in expression
+    assert "calls >= ${FallbackRateAlarmMinCalls}" in expression
+    assert alarm["Threshold"] == {"Ref": "FallbackRateAlarmPercent"}
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def test_errors_alarm_covers_lambda_errors_throttles_handler_errors_and_rejected_responses(
+    resources: dict[str, Any],
+) -> None:
+    inputs = alarm_metrics(resources["RouterErrorsAlarm"])
+    assert {query["name"] for query in inputs.values()} == {
+        "Errors",
+        "Throttles",
+        "HandlerErrors",
+        "RejectedResponses",
+    }
+    (errors,) = [q for q in resources["RouterErrorsAlarm"]["Properties"]["Metrics"] if q.get("ReturnData")]
+    assert all(f"FILL({metric_id}, 0)" in errors["Expression"] for metric_id in inputs)
+    assert resources["RouterErrorsAlarm"]["Properties"]["Threshold"] == 1
+
+
+def test_alarms_notify_the_topic_only_when_one_is_given(resources: dict[str, Any]) -> None:
+    conditions = load_template(TEMPLATE)["Conditions"]
+    assert conditions["HasAlarmTopic"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
+    for name in ("FallbackRateAlarm", "RouterErrorsAlarm"):
+        properties = resources[name]["Properties"]
+        for actions in ("AlarmActions", "OKActions"):
+            assert properties[actions] == {
+                "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+            }, name
 
 
 @pytest.fixture(scope="module")
