@@ -154,7 +154,7 @@ def on_new_inbound_call(event: SmaEvent, deadline: Deadline, metrics: CallMetric
         dialled=headers.dialled or (normalise(leg.to) if leg else None),
         live_products=headers.products,
     )
-    logger.append_keys(caller_key=flow.caller_key_for(caller))
+    logger.thread_safe_append_keys(caller_key=flow.caller_key_for(caller))
     if _caller_id(svc.settings, event) is None:
         # No bridge is possible, so no agent is reserved: the caller hears the message.
         no_bridge = CallState(stage=Stage.FALLBACK)
@@ -274,9 +274,12 @@ def emergency_response(event: SmaEvent) -> dict[str, Any]:
 def lambda_handler(raw_event: Any, context: Any) -> dict[str, Any]:
     started = time.perf_counter()
     metrics = CallMetrics()
-    logger.clear_state()
+    # Per-thread keys: one invocation at a time in Lambda, but many at once in local load runs.
+    logger.thread_safe_clear_keys()
     event, problems = parse_event(raw_event)
-    logger.append_keys(call_id=event.call_details.transaction_id or None, event_type=event.event_type)
+    logger.thread_safe_append_keys(
+        call_id=event.call_details.transaction_id or None, event_type=event.event_type
+    )
     try:
         return _dispatch(event, problems, context, metrics)
     finally:

@@ -196,8 +196,11 @@ def test_a_failing_metrics_flush_never_costs_the_caller_the_route(
     assert any("metrics not written" in line for line in log_lines)
 
 
-def test_concurrent_invocations_keep_their_own_metric_sets(router: LocalFunction, store: Store) -> None:
-    """Several containers' worth of calls at once: every call is counted once, none twice."""
+def test_concurrent_invocations_keep_their_own_metrics_and_log_keys(
+    router: LocalFunction, store: Store, log_lines: list[str]
+) -> None:
+    """Several containers' worth of calls at once: every call is counted once, none twice, and each
+    log line names its own call and caller."""
     now = time.time()
     for index in range(12):
         store.put_agent(agent(f"agent-{index:02d}", now - index))
@@ -212,3 +215,8 @@ def test_concurrent_invocations_keep_their_own_metric_sets(router: LocalFunction
     assert routed > 0
     assert sink.totals.counts["RoutedAnyAvailable"] == routed
     assert sink.totals.counts["Fallbacks"] == 24 - routed
+    expected_key = {call.transaction_id: caller_key(call.leg_a["From"], DEVELOPMENT_PEPPER) for call in calls}
+    routed_lines = [json.loads(line) for line in log_lines if '"routed"' in line]
+    assert len(routed_lines) == 24
+    assert {line["call_id"] for line in routed_lines} == set(expected_key)
+    assert all(line["caller_key"] == expected_key[line["call_id"]] for line in routed_lines)
