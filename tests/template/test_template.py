@@ -198,6 +198,19 @@ def test_errors_alarm_covers_lambda_errors_throttles_handler_errors_and_rejected
     assert resources["RouterErrorsAlarm"]["Properties"]["Threshold"] == 1
 
 
+def test_router_tracing_follows_the_parameter_and_its_tracer_is_off_unless_active(
+    resources: dict[str, Any],
+) -> None:
+    template = load_template(TEMPLATE)
+    assert template["Parameters"]["Tracing"]["Default"] == "PassThrough"
+    router = resources["SmaRouterFunction"]["Properties"]
+    assert router["Tracing"] == {"Ref": "Tracing"}
+    assert router["Environment"]["Variables"]["POWERTOOLS_TRACE_DISABLED"] == {
+        "Fn::If": ["TracingActive", "false", "true"]
+    }
+    assert template["Conditions"]["TracingActive"] == {"Fn::Equals": [{"Ref": "Tracing"}, "Active"]}
+
+
 def test_alarms_notify_the_topic_only_when_one_is_given(resources: dict[str, Any]) -> None:
     conditions = load_template(TEMPLATE)["Conditions"]
     assert conditions["HasAlarmTopic"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
