@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -38,6 +38,7 @@ from rapport.numbers import caller_key
 from rapport.settings import DEVELOPMENT_PEPPER
 from rapport.store import Store
 from rapport_local import PROJECT_DIR
+from rapport_local.emf import MetricSink
 from rapport_local.engine import DynamoDBLocal, create_table, local_client, local_environment
 from rapport_local.lambda_runner import FakeLambdaContext, LocalFunction
 from rapport_local.scenario import ScenarioAgent
@@ -61,6 +62,10 @@ def percentiles(samples: list[float]) -> tuple[float, float, float]:
         return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
     return statistics.median(ordered), at(0.95), at(0.99)
+
+
+def percent(part: float, whole: float) -> str:
+    return f"{100 * part / whole:+.1f} %" if whole else "–"
 
 
 def ratio(ours: float, theirs: float) -> str:
@@ -300,23 +305,42 @@ def load(handle: Handler, store: Store | None, calls: int, workers: int, fail_sh
 # -- cold start and package sizes ----------------------------------------------------------------------
 
 
-def cold_starts(endpoint: str, runs: int) -> dict[str, tuple[float, float | None]]:
-    figures: dict[str, tuple[float, float | None]] = {}
-    for which in ("baseline", "rapport", "sip_rule"):
-        samples = []
-        for _ in range(runs):
+COLD_START_VARIANTS = ("baseline", "rapport", "rapport+tracer", "sip_rule")
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    init_ms: float
+    first_ms: float | None
+    warm_ms: float | None
+
+
+def cold_starts(endpoint: str, runs: int, warm_calls: int) -> dict[str, ColdStart]:
+    """Each variant `runs` times in a fresh process, the variants interleaved so drift hits all alike."""
+    samples: dict[str, list[dict[str, Any]]] = {which: [] for which in COLD_START_VARIANTS}
+    for _ in range(runs):
+        for which in COLD_START_VARIANTS:
             output = subprocess.run(  # noqa: S603 - our own script, fixed arguments
-                [sys.executable, str(BENCH_DIR / "cold_start.py"), which, endpoint, TABLE],
+                [sys.executable, str(BENCH_DIR / "cold_start.py"), which, endpoint, TABLE, str(warm_calls)],
                 capture_output=True,
                 text=True,
                 check=True,
                 cwd=PROJECT_DIR,
             ).stdout
-            samples.append(json.loads(output.strip().splitlines()[-1]))
-        init = statistics.median(s["init_ms"] for s in samples)
-        first = [s["first_ms"] for s in samples if s["first_ms"] is not None]
-        figures[which] = (init, statistics.median(first) if first else None)
-    return figures
+            samples[which].append(json.loads(output.strip().splitlines()[-1]))
+
+    def median_of(runs_of: list[dict[str, Any]], key: str) -> float | None:
+        values = [run[key] for run in runs_of if run.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    return {
+        which: ColdStart(
+            init_ms=median_of(runs_of, "init_ms") or 0.0,
+            first_ms=median_of(runs_of, "first_ms"),
+            warm_ms=median_of(runs_of, "warm_ms"),
+        )
+        for which, runs_of in samples.items()
+    }
 
 
 def directory_size(path: Path) -> int:
@@ -403,7 +427,8 @@ def main() -> None:
         "--light-workers", type=int, default=4, help="a second rapport load this machine's cores can serve"
     )
     parser.add_argument("--agents", type=int, default=80)
-    parser.add_argument("--cold-runs", type=int, default=5)
+    parser.add_argument("--cold-runs", type=int, default=7)
+    parser.add_argument("--warm-calls", type=int, default=100, help="warm calls after each cold start")
     parser.add_argument("--no-build", action="store_true", help="skip sam build (package sizes)")
     options = parser.parse_args()
     OUT_DIR.mkdir(exist_ok=True)
@@ -424,20 +449,35 @@ def main() -> None:
         meter, baseline_meter = Meter(), Meter()
         meter.attach(rapport.module.services().store.client)
         baseline_meter.attach(baseline.dynamodb)
-        sequential_results = sequential(handlers, meter, baseline_meter, options.calls)
+        with redirect_stdout(MetricSink()):
+            sequential_results = sequential(handlers, meter, baseline_meter, options.calls)
+        # The router prints its metrics (EMF) to stdout; each load run's are kept and compared below.
+        published: dict[str, MetricSink] = {}
+
+        def run_load(
+            name: str, handle: Handler, checked: Store | None, workers: int, share: float
+        ) -> LoadResult:
+            published[name] = MetricSink()
+            with redirect_stdout(published[name]):
+                return load(handle, checked, options.load_calls, workers, fail_share=share)
+
         with handlers.applied() as (handle_rapport, handle_baseline):
             loads = {
-                f"rapport, concurrency {options.workers}": load(
-                    handle_rapport, store, options.load_calls, options.workers, fail_share=0.2
+                f"rapport, concurrency {options.workers}": run_load(
+                    f"rapport, concurrency {options.workers}", handle_rapport, store, options.workers, 0.2
                 ),
-                f"baseline, concurrency {options.workers}": load(
-                    handle_baseline, None, options.load_calls, options.workers, fail_share=0.0
+                f"baseline, concurrency {options.workers}": run_load(
+                    f"baseline, concurrency {options.workers}", handle_baseline, None, options.workers, 0.0
                 ),
-                f"rapport, concurrency {options.light_workers}": load(
-                    handle_rapport, store, options.load_calls, options.light_workers, fail_share=0.2
+                f"rapport, concurrency {options.light_workers}": run_load(
+                    f"rapport, concurrency {options.light_workers}",
+                    handle_rapport,
+                    store,
+                    options.light_workers,
+                    0.2,
                 ),
             }
-        colds = cold_starts(engine.endpoint, options.cold_runs)
+        colds = cold_starts(engine.endpoint, options.cold_runs, options.warm_calls)
     sizes: dict[str, tuple[int, int]] | str = "skipped (--no-build)" if options.no_build else package_sizes()
 
     lines = [
@@ -480,15 +520,32 @@ def main() -> None:
         "",
         f"## Cold start in a fresh process (median of {options.cold_runs})",
         "",
-        "| function | imports and set-up ms | first invocation ms |",
-        "|---|---:|---:|",
+        "Warm: median NEW_INBOUND_CALL over the next"
+        f" {options.warm_calls} calls in the same process. rapport: the stack's default (Tracing=PassThrough,"
+        " Powertools Tracer off); rapport+tracer: Tracing=Active, every invocation sampled and sent.",
+        "",
+        "| function | imports and set-up ms | first invocation ms | warm NEW_INBOUND_CALL ms |",
+        "|---|---:|---:|---:|",
     ]
-    for which, (init, first) in colds.items():
-        lines.append(f"| {which} | {init:.1f} | {f'{first:.1f}' if first is not None else 'not measured'} |")
+
+    def shown(value: float | None) -> str:
+        return f"{value:.1f}" if value is not None else "not measured"
+
+    for which, cold in colds.items():
+        lines.append(f"| {which} | {cold.init_ms:.1f} | {shown(cold.first_ms)} | {shown(cold.warm_ms)} |")
+    rapport_cold, traced, base = colds["rapport"], colds["rapport+tracer"], colds["baseline"]
     lines.append(
-        f"\nrapport / baseline: imports {ratio(colds['rapport'][0], colds['baseline'][0])},"
-        f" first invocation {ratio(colds['rapport'][1] or 0, colds['baseline'][1] or 0)}."
+        f"\nrapport / baseline: imports {ratio(rapport_cold.init_ms, base.init_ms)},"
+        f" first invocation {ratio(rapport_cold.first_ms or 0, base.first_ms or 0)}."
         " sip_rule's first invocation needs CloudFormation and Chime, so only its imports are timed."
+    )
+    rapport_start = rapport_cold.init_ms + (rapport_cold.first_ms or 0)
+    traced_start = traced.init_ms + (traced.first_ms or 0)
+    warm_extra = (traced.warm_ms or 0) - (rapport_cold.warm_ms or 0)
+    lines.append(
+        f"Tracer: cold start (imports + first call) {traced_start - rapport_start:+.1f} ms"
+        f" ({percent(traced_start - rapport_start, rapport_start)}),"
+        f" warm NEW_INBOUND_CALL {warm_extra:+.2f} ms ({percent(warm_extra, rapport_cold.warm_ms or 0)})."
     )
     lines += ["", "## Package sizes (`sam build`, python3.13, arm64)", ""]
     if isinstance(sizes, str):
@@ -519,6 +576,26 @@ def main() -> None:
             f"| {name} | {result.calls / result.seconds:.0f} | {m:.2f} | {p95:.2f} | {p99:.2f}"
             f" | {result.errors} | {checks[0]} | {checks[1]} | {result.routed['agent']}"
             f" | {result.routed['fallback']} |"
+        )
+    lines += [
+        "",
+        "The router's own metrics (EMF lines it printed) for the same runs; they must agree with what the"
+        " load generator saw.",
+        "",
+        "| run | NewCalls | routed to agent (Routed* − Failovers) | Fallbacks | Failovers | HandlerErrors"
+        " | NewCallLatency median ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, sink in published.items():
+        if not name.startswith("rapport"):
+            continue
+        counts = sink.totals.counts
+        routed = sum(counts[m] for m in ("RoutedKnownAgent", "RoutedInterest", "RoutedAnyAvailable"))
+        latency = sink.totals.durations_ms.get("NewCallLatency", [])
+        lines.append(
+            f"| {name} | {counts['NewCalls']} | {routed - counts['Failovers']} | {counts['Fallbacks']}"
+            f" | {counts['Failovers']} | {counts['HandlerErrors']}"
+            f" | {statistics.median(latency) if latency else 0:.2f} |"
         )
     lines += ["", "![latency](latency.png)", ""]
     report = "\n".join(lines)

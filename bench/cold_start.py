@@ -1,21 +1,32 @@
 """One cold start, in this fresh process: import a function's module, then invoke it once.
 
-Usage: cold_start.py rapport|baseline|sip_rule ENDPOINT TABLE. Prints JSON with init_ms (module
-execution: imports and module-level set-up) and first_ms (the first invocation, NEW_INBOUND_CALL).
+Usage: cold_start.py rapport|rapport+tracer|baseline|sip_rule ENDPOINT TABLE [WARM_CALLS]. Prints JSON
+with init_ms (module execution: imports and module-level set-up), first_ms (the first invocation,
+NEW_INBOUND_CALL) and, for rapport, warm_ms: the median NEW_INBOUND_CALL of WARM_CALLS more calls
+(each answered and hung up, so agents are freed again).
+
+Both rapport variants run in the environment Lambda gives an invocation (LAMBDA_TASK_ROOT, a trace
+header). rapport is the stack's default, Tracing=PassThrough, where Powertools Tracer is disabled;
+rapport+tracer is Tracing=Active: aws-xray-sdk loaded, botocore patched, the handler captured and the
+invocation sampled. Segments go by UDP to the X-Ray daemon's address, where nothing listens here;
+sending them is still part of the cost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from rapport_local.lambda_runner import FakeLambdaContext, LocalFunction
-from rapport_local.sma_driver import SimulatedCall
+from rapport_local.lambda_runner import FakeLambdaContext, LocalFunction, traced_environment
+from rapport_local.sma_driver import SimulatedCall, actions_of
 from rapport_local.template import load_template
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -34,8 +45,23 @@ def local_env(endpoint: str, table: str) -> dict[str, str]:
     }
 
 
+def warm_median(invoke: Any, calls: int) -> float | None:
+    """Median NEW_INBOUND_CALL time over `calls` whole calls (inbound, answered, hung up)."""
+    times = []
+    for index in range(calls):
+        call = SimulatedCall(invoke, f"+1202555{index:04d}")
+        started = time.perf_counter()
+        response = call.new_inbound()
+        times.append((time.perf_counter() - started) * 1000)
+        if actions_of(response, "CallAndBridge"):
+            call.bridge_answered(actions_of(response, "CallAndBridge")[0])
+        call.hangup("LEG-A")
+    return statistics.median(times) if times else None
+
+
 def main() -> None:
     which, endpoint, table = sys.argv[1:4]
+    warm_calls = int(sys.argv[4]) if len(sys.argv) > 4 else 0
     event = SimulatedCall(lambda e: e, "+12025550107").event("NEW_INBOUND_CALL", [])
     event["CallDetails"]["Participants"] = [
         {
@@ -58,24 +84,35 @@ def main() -> None:
         spec.loader.exec_module(module)
         loaded = time.perf_counter()
         module.lambda_handler(event, FakeLambdaContext("baseline", 4, 512))
+        finished = time.perf_counter()
     else:
-        logical_id = "SmaRouterFunction" if which == "rapport" else "SipRuleFunction"
+        logical_id = "SmaRouterFunction" if which.startswith("rapport") else "SipRuleFunction"
+        traced = which == "rapport+tracer"
+        os.environ.update(traced_environment(sampled=traced))
         parse_started = time.perf_counter()
         load_template()
         parse_ms = (time.perf_counter() - parse_started) * 1000
         started = time.perf_counter()
         function = LocalFunction(
             logical_id,
-            parameters={"AgentVoiceConnectorArn": VOICE_CONNECTOR_ARN},
+            parameters={
+                "AgentVoiceConnectorArn": VOICE_CONNECTOR_ARN,
+                "Tracing": "Active" if traced else "PassThrough",
+            },
             resources={"Table": table, "CallerKeySecret": ""},
             environment=local_env(endpoint, table),
         )
+        handler = function.module.lambda_handler
         # LocalFunction reads template.yaml again; Lambda does not, so that time is taken off.
         started += parse_ms / 1000
         loaded = time.perf_counter()
-        if which == "rapport":
-            function.invoke(event)
-    finished = time.perf_counter()
+        if which.startswith("rapport"):
+            with function.environment_applied(), contextlib.redirect_stdout(io.StringIO()):
+                handler(event, function.context())
+                finished = time.perf_counter()
+                result["warm_ms"] = warm_median(lambda e: handler(e, function.context()), warm_calls)
+        else:
+            finished = time.perf_counter()
     result["init_ms"] = (loaded - started) * 1000
     result["first_ms"] = (finished - loaded) * 1000 if which != "sip_rule" else None
     print(json.dumps(result))
