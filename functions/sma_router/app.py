@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from rapport import SERVICE_NAME
 from rapport.calls import CallFlow, CallState, InboundCall, Route, RouteKind, Stage
 from rapport.deadline import Deadline
@@ -29,9 +29,6 @@ from sma_actions import Action, BridgeEndpoint, CallAndBridge, Hangup, Speak, re
 from sma_events import SmaEvent, parse_event
 
 logger = Logger(service=SERVICE_NAME, logger_formatter=RedactingFormatter())
-# Off unless the stack's Tracing parameter is Active (POWERTOOLS_TRACE_DISABLED); outside Lambda it is
-# always off. When on, each DynamoDB request is a subsegment of the invocation's trace.
-tracer = Tracer(service=SERVICE_NAME, patch_modules=["botocore"])
 
 # Said when even the settings cannot be read: the caller still hears something before the line drops.
 EMERGENCY_MESSAGE = "Sorry, we cannot take your call right now. Please try again later. Goodbye."
@@ -122,8 +119,6 @@ def _answer(
 ) -> dict[str, Any]:
     """The response for `route`; `before` is the call's state until now (None for a new call)."""
     metrics.route(route, before)
-    tracer.put_annotation(key="route", value=route.kind.value)
-    tracer.put_annotation(key="mode", value=route.state.mode.value)
     logger.info(
         "routed",
         extra={
@@ -276,8 +271,6 @@ def emergency_response(event: SmaEvent) -> dict[str, Any]:
     return response(_closing(event, EMERGENCY_MESSAGE), CallState(stage=Stage.DONE).to_attributes())
 
 
-# Responses are not recorded in traces: they hold the caller ID, a phone number.
-@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(raw_event: Any, context: Any) -> dict[str, Any]:
     started = time.perf_counter()
     metrics = CallMetrics()
@@ -287,7 +280,6 @@ def lambda_handler(raw_event: Any, context: Any) -> dict[str, Any]:
     logger.thread_safe_append_keys(
         call_id=event.call_details.transaction_id or None, event_type=event.event_type
     )
-    tracer.put_annotation(key="event_type", value=event.event_type[:250])
     try:
         return _dispatch(event, problems, context, metrics)
     finally:

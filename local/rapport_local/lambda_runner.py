@@ -79,10 +79,7 @@ class LocalFunction:
         self.environment = {
             "AWS_LAMBDA_FUNCTION_NAME": logical_id,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.spec.memory_mb),
-            **{
-                name: resolve(value, refs, template.get("Conditions", {}))
-                for name, value in self.spec.environment.items()
-            },
+            **{name: resolve(value, refs) for name, value in self.spec.environment.items()},
             **(environment or {}),
         }
         self.module = self._load()

@@ -107,40 +107,16 @@ def function_spec(template: dict[str, Any], logical_id: str, project_dir: Path =
     )
 
 
-def resolve(value: Any, refs: dict[str, str], conditions: dict[str, Any] | None = None) -> str:
-    """A template value (plain, `Ref` or `Fn::If` on one of `conditions`) as the string Lambda would see
-    in its environment."""
+def resolve(value: Any, refs: dict[str, str]) -> str:
+    """A template value (plain or `Ref`) as the string Lambda would see in its environment."""
     if isinstance(value, dict) and set(value) == {"Ref"}:
         name = value["Ref"]
         if name not in refs:
             raise KeyError(f"no local value for Ref {name}; pass it as a parameter or resource")
         return refs[name]
-    if isinstance(value, dict) and set(value) == {"Fn::If"}:
-        condition, when_true, when_false = value["Fn::If"]
-        chosen = when_true if holds({"Condition": condition}, refs, conditions or {}) else when_false
-        return resolve(chosen, refs, conditions)
     if isinstance(value, str | int | float | bool):
         return str(value)
     raise ValueError(f"cannot resolve {value!r} locally")
-
-
-def holds(condition: Any, refs: dict[str, str], conditions: dict[str, Any]) -> bool:
-    """Evaluate a CloudFormation condition (Equals, Not, And, Or, named Condition) with local values."""
-    if not isinstance(condition, dict) or len(condition) != 1:
-        raise ValueError(f"cannot evaluate condition {condition!r} locally")
-    ((function, argument),) = condition.items()
-    if function == "Condition":
-        return holds(conditions[argument], refs, conditions)
-    if function == "Fn::Equals":
-        left, right = (resolve(side, refs, conditions) for side in argument)
-        return left == right
-    if function == "Fn::Not":
-        return not holds(argument[0], refs, conditions)
-    if function == "Fn::And":
-        return all(holds(part, refs, conditions) for part in argument)
-    if function == "Fn::Or":
-        return any(holds(part, refs, conditions) for part in argument)
-    raise ValueError(f"cannot evaluate condition {condition!r} locally")
 
 
 def parameter_defaults(template: dict[str, Any]) -> dict[str, str]:

@@ -198,17 +198,15 @@ def test_errors_alarm_covers_lambda_errors_throttles_handler_errors_and_rejected
     assert resources["RouterErrorsAlarm"]["Properties"]["Threshold"] == 1
 
 
-def test_router_tracing_follows_the_parameter_and_its_tracer_is_off_unless_active(
+def test_router_tracing_follows_the_parameter_and_the_layer_has_no_tracing_sdk(
     resources: dict[str, Any],
 ) -> None:
     template = load_template(TEMPLATE)
     assert template["Parameters"]["Tracing"]["Default"] == "PassThrough"
-    router = resources["SmaRouterFunction"]["Properties"]
-    assert router["Tracing"] == {"Ref": "Tracing"}
-    assert router["Environment"]["Variables"]["POWERTOOLS_TRACE_DISABLED"] == {
-        "Fn::If": ["TracingActive", "false", "true"]
-    }
-    assert template["Conditions"]["TracingActive"] == {"Fn::Equals": [{"Ref": "Tracing"}, "Active"]}
+    assert resources["SmaRouterFunction"]["Properties"]["Tracing"] == {"Ref": "Tracing"}
+    # aws-xray-sdk depends on botocore: in the layer it would shadow the runtime's own.
+    requirements = (REPO / "layers" / "rapport" / "requirements.txt").read_text().lower()
+    assert "xray" not in requirements and "[tracer]" not in requirements
 
 
 def test_alarms_notify_the_topic_only_when_one_is_given(resources: dict[str, Any]) -> None:
