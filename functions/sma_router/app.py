@@ -22,7 +22,7 @@ from rapport.numbers import normalise
 from rapport.privacy import load_rules
 from rapport.secrets import caller_key_pepper
 from rapport.settings import Settings
-from rapport.store import Store
+from rapport.store import Store, recording_requests, requests_so_far
 from rapport.telemetry import CallMetrics, Metric
 from sip_context import read_sip_context
 from sma_actions import Action, BridgeEndpoint, CallAndBridge, Hangup, Speak, response
@@ -127,6 +127,7 @@ def _answer(
             "mode": route.state.mode.value,
             "attempt": route.state.attempt,
             "reason": route.reason,
+            "store_requests": [str(request) for request in requests_so_far()],
         },
     )
     return response(_actions_for(route, settings, event), route.state.to_attributes())
@@ -280,14 +281,16 @@ def lambda_handler(raw_event: Any, context: Any) -> dict[str, Any]:
     logger.thread_safe_append_keys(
         call_id=event.call_details.transaction_id or None, event_type=event.event_type
     )
-    try:
-        return _dispatch(event, problems, context, metrics)
-    finally:
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        metrics.milliseconds(Metric.HANDLER_LATENCY, elapsed_ms)
-        if event.event_type == "NEW_INBOUND_CALL":
-            metrics.milliseconds(Metric.NEW_CALL_LATENCY, elapsed_ms)
-        metrics.flush()
+    with recording_requests() as requests:
+        try:
+            return _dispatch(event, problems, context, metrics)
+        finally:
+            metrics.store_requests(requests)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            metrics.milliseconds(Metric.HANDLER_LATENCY, elapsed_ms)
+            if event.event_type == "NEW_INBOUND_CALL":
+                metrics.milliseconds(Metric.NEW_CALL_LATENCY, elapsed_ms)
+            metrics.flush()
 
 
 def _dispatch(event: SmaEvent, problems: list[str], context: Any, metrics: CallMetrics) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from rapport.settings import DEVELOPMENT_PEPPER
 from rapport.store import Store
 from rapport.telemetry import Metric
 from rapport_local.emf import MetricSink
+from rapport_local.faults import DelayProxy, throttle
 from rapport_local.lambda_runner import LocalFunction
 from rapport_local.sma_contract import response_problems
 from rapport_local.sma_driver import SimulatedCall, actions_of, bridge_target
@@ -147,7 +149,8 @@ def test_an_unreachable_table_shows_as_fallbacks_not_errors(make_router: RouterF
     with published() as sink:
         for _ in range(2):
             assert actions_of(checked_call(router).new_inbound(), "Speak")
-    assert counts(sink) == {"NewCalls": 2, "Fallbacks": 2}
+    # Each call tried two reads (the caller, the roster): both failed, and are counted as such.
+    assert counts(sink) == {"NewCalls": 2, "Fallbacks": 2, "StoreErrors": 4}
 
 
 def test_an_exception_is_a_handler_error_and_the_caller_still_hears_a_message(
@@ -220,3 +223,52 @@ def test_concurrent_invocations_keep_their_own_metrics_and_log_keys(
     assert len(routed_lines) == 24
     assert {line["call_id"] for line in routed_lines} == set(expected_key)
     assert all(line["caller_key"] == expected_key[line["call_id"]] for line in routed_lines)
+
+
+# -- each DynamoDB request, timed -------------------------------------------------------------------------
+
+
+def routed_line(log_lines: list[str], call: SimulatedCall) -> dict[str, Any]:
+    lines: list[dict[str, Any]] = [json.loads(line) for line in log_lines if '"routed"' in line]
+    (line,) = [line for line in lines if line.get("call_id") == call.transaction_id]
+    return line
+
+
+def test_each_dynamodb_request_is_timed_in_the_routed_line_and_the_metrics(
+    router: LocalFunction, three_agents: None, log_lines: list[str]
+) -> None:
+    with published() as sink:
+        lena = checked_call(router)
+        lena.new_inbound()
+    logged = routed_line(log_lines, lena)["store_requests"]
+    assert [entry.split()[0] for entry in logged] == ["Query", "Query", "TransactWriteItems"]
+    assert all(re.fullmatch(r"\w+ \d+\.\d ms", entry) for entry in logged)
+    latencies = sink.totals.durations_ms["StoreLatency"]
+    assert [f"{ms:.1f}" for ms in latencies] == [entry.split()[1] for entry in logged]
+    assert sum(latencies) <= sink.totals.durations_ms["NewCallLatency"][0]
+
+
+def test_a_slow_link_shows_in_every_requests_latency(
+    make_router: RouterFactory, dynamodb_endpoint: str, three_agents: None
+) -> None:
+    with DelayProxy(dynamodb_endpoint, delay=0.12) as slow:
+        router = make_router(endpoint=slow.endpoint)
+        with published() as sink:
+            assert actions_of(checked_call(router).new_inbound(), "CallAndBridge")
+    latencies = sink.totals.durations_ms["StoreLatency"]
+    assert len(latencies) == 3
+    assert min(latencies) >= 120
+
+
+def test_a_throttled_table_shows_as_store_errors_naming_the_error(
+    make_router: RouterFactory, three_agents: None, log_lines: list[str]
+) -> None:
+    router = make_router(parameters={"FallbackRoute": FALLBACK_NUMBER})
+    router.invoke({"InvocationEventType": "RINGING"})  # build the container's client
+    with throttle(router.module.services().store.client, every=1), published() as sink:
+        lena = checked_call(router)
+        assert bridge_target(lena.new_inbound()) == FALLBACK_NUMBER
+    failed = [entry for entry in routed_line(log_lines, lena)["store_requests"] if "Throttling" in entry]
+    assert failed and all(entry.endswith("(ThrottlingException)") for entry in failed)
+    assert sink.totals.counts["StoreErrors"] == len(failed)
+    assert sink.totals.counts["Fallbacks"] == 1

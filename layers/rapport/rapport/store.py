@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +88,49 @@ CALL_PATH_CONFIG = Config(
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
+
+
+@dataclass(frozen=True)
+class RequestTiming:
+    """One DynamoDB request as the caller waited for it (botocore's own retries included)."""
+
+    operation: str
+    ms: float
+    outcome: str = "ok"
+    """"ok", "condition failed" (a lost race, expected), or the error that made the store unavailable."""
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome not in ("ok", "condition failed")
+
+    def __str__(self) -> str:
+        return f"{self.operation} {self.ms:.1f} ms" + ("" if self.outcome == "ok" else f" ({self.outcome})")
+
+
+# The requests of the invocation running in this context: concurrent invocations (threads) keep their own.
+_requests: ContextVar[list[RequestTiming] | None] = ContextVar("rapport_store_requests", default=None)
+
+
+@contextmanager
+def recording_requests() -> Iterator[list[RequestTiming]]:
+    """Collect the timing of every request made inside the block, in order."""
+    requests: list[RequestTiming] = []
+    token = _requests.set(requests)
+    try:
+        yield requests
+    finally:
+        _requests.reset(token)
+
+
+def requests_so_far() -> list[RequestTiming]:
+    """The requests recorded so far in this context ([] outside `recording_requests`)."""
+    return list(_requests.get() or [])
+
+
+def _record(operation: str, started: float, outcome: str) -> None:
+    requests = _requests.get()
+    if requests is not None:
+        requests.append(RequestTiming(operation, (time.perf_counter() - started) * 1000, outcome))
 
 
 class StoreError(Exception):
@@ -171,30 +217,39 @@ class Store:
 
     # -- plumbing -------------------------------------------------------------------------------------
 
-    def _call(self, operation: str, deadline: Deadline | None, **params: Any) -> dict[str, Any]:
+    def _call(self, method: str, deadline: Deadline | None, **params: Any) -> dict[str, Any]:
+        # DynamoDB's name for the operation (TransactWriteItems for transact_write_items), as in its docs.
+        operation = self._client.meta.method_to_api_mapping.get(method, method)
         for attempt in range(TRANSACTION_CONFLICT_RETRIES + 1):
             if deadline is not None and deadline.remaining() < MIN_REQUEST_SECONDS:
                 raise StoreUnavailable(f"time budget spent before {operation}")
+            started = time.perf_counter()
             try:
-                response: dict[str, Any] = getattr(self._client, operation)(**params)
+                response: dict[str, Any] = getattr(self._client, method)(**params)
             except ClientError as error:
                 code = _error_code(error)
                 if code == "ConditionalCheckFailedException":
+                    _record(operation, started, "condition failed")
                     raise ConditionFailed(operation) from error
                 if code == "TransactionCanceledException":
                     reasons = [r.get("Code", "") for r in error.response.get("CancellationReasons", [])]
                     conflict_only = (
                         "ConditionalCheckFailed" not in reasons and "TransactionConflict" in reasons
                     )
+                    if any(r in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons):
+                        _record(operation, started, "condition failed")
                     if conflict_only and attempt < TRANSACTION_CONFLICT_RETRIES:
                         # Another transaction touched one of the items at the same moment: try again.
                         time.sleep(0.005 * (attempt + 1))
                         continue
                     if any(r in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons):
                         raise ConditionFailed(f"{operation}: {', '.join(reasons)}") from error
+                _record(operation, started, code)
                 raise StoreUnavailable(f"{operation} failed: {code}") from error
             except BotoCoreError as error:
+                _record(operation, started, type(error).__name__)
                 raise StoreUnavailable(f"{operation} failed: {type(error).__name__}") from error
+            _record(operation, started, "ok")
             return response
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 

@@ -18,6 +18,7 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import Ama
 from rapport import SERVICE_NAME
 from rapport.calls import CallState, Route, RouteKind, Stage
 from rapport.models import RoutingMode
+from rapport.store import RequestTiming
 
 logger = Logger(service=SERVICE_NAME, child=True)
 
@@ -46,6 +47,10 @@ class Metric(StrEnum):
     UNKNOWN_EVENTS = "UnknownEvents"
     HANDLER_LATENCY = "HandlerLatency"
     NEW_CALL_LATENCY = "NewCallLatency"
+    STORE_LATENCY = "StoreLatency"
+    """Each DynamoDB request, as the router waited for it (botocore's retries included)."""
+    STORE_ERRORS = "StoreErrors"
+    """DynamoDB requests that failed (throttled, timed out, refused); lost races are not errors."""
 
 
 ROUTED_BY_MODE = {
@@ -82,6 +87,13 @@ class CallMetrics:
                 self.count(metric)
         elif route.kind in FALLBACK_KINDS and (before is None or before.stage in BEFORE_FALLBACK):
             self.count(Metric.FALLBACKS)
+
+    def store_requests(self, requests: list[RequestTiming]) -> None:
+        for request in requests:
+            self.milliseconds(Metric.STORE_LATENCY, request.ms)
+        failed = sum(request.failed for request in requests)
+        if failed:
+            self.count(Metric.STORE_ERRORS, failed)
 
     def flush(self) -> None:
         try:
