@@ -352,6 +352,28 @@ def zipped_size(path: Path) -> int:
         return Path(shutil.make_archive(str(Path(scratch) / "package"), "zip", path)).stat().st_size
 
 
+def tracer_package_cost() -> tuple[int, int, int] | str:
+    """What adding aws-xray-sdk (Powertools Tracer's SDK) would add to the layer for python3.13 arm64:
+    (unzipped bytes, zipped bytes, of which botocore unzipped), installed as sam build would, with deps."""
+    from importlib.metadata import version
+
+    with tempfile.TemporaryDirectory() as target:
+        installed = subprocess.run(  # noqa: S603 - pip with fixed arguments
+            [
+                sys.executable, "-m", "pip", "install", "--quiet", "--target", target,
+                "--platform", "manylinux2014_aarch64", "--python-version", "3.13", "--implementation", "cp",
+                "--only-binary=:all:", f"aws-xray-sdk=={version('aws-xray-sdk')}",
+            ],
+            capture_output=True,
+            text=True,
+        )  # fmt: skip
+        if installed.returncode != 0:
+            return f"not measured: pip could not fetch aws-xray-sdk ({installed.stderr.strip()[-200:]})"
+        root = Path(target)
+        botocore = sum(directory_size(path) for path in root.glob("botocore*"))
+        return directory_size(root), zipped_size(root), botocore
+
+
 def package_sizes() -> dict[str, tuple[int, int]] | str:
     sam = PROJECT_DIR / ".venv-sam" / "bin" / "sam"
     if not sam.exists():
@@ -479,6 +501,7 @@ def main() -> None:
             }
         colds = cold_starts(engine.endpoint, options.cold_runs, options.warm_calls)
     sizes: dict[str, tuple[int, int]] | str = "skipped (--no-build)" if options.no_build else package_sizes()
+    tracer_cost = "skipped (--no-build)" if options.no_build else tracer_package_cost()
 
     lines = [
         "# rapport benchmark",
@@ -521,8 +544,8 @@ def main() -> None:
         f"## Cold start in a fresh process (median of {options.cold_runs})",
         "",
         "Warm: median NEW_INBOUND_CALL over the next"
-        f" {options.warm_calls} calls in the same process. rapport: the stack's default (Tracing=PassThrough,"
-        " Powertools Tracer off); rapport+tracer: Tracing=Active, every invocation sampled and sent.",
+        f" {options.warm_calls} calls in the same process. rapport+tracer: the same router with Powertools"
+        " Tracer (aws-xray-sdk, botocore patched, handler captured), every invocation sampled and sent.",
         "",
         "| function | imports and set-up ms | first invocation ms | warm NEW_INBOUND_CALL ms |",
         "|---|---:|---:|---:|",
@@ -555,6 +578,17 @@ def main() -> None:
         lines += [
             f"| {name} | {raw / 1024:.0f} | {packed / 1024:.0f} |" for name, (raw, packed) in sizes.items()
         ]
+    if isinstance(tracer_cost, str):
+        lines.append(f"\naws-xray-sdk for Tracer: {tracer_cost}")
+    else:
+        raw, packed, botocore = tracer_cost
+        layer = sizes.get("RapportLayer") if isinstance(sizes, dict) else None
+        grows = f" ({ratio(layer[1] + packed, layer[1])} the layer's zipped size)" if layer else ""
+        lines.append(
+            f"\nPowertools Tracer would add aws-xray-sdk and its dependencies: {raw / 1024:.0f} KB unzipped,"
+            f" {packed / 1024:.0f} KB zipped{grows}, of which botocore {botocore / 1024:.0f} KB: a second"
+            " copy of the runtime's own, which would shadow it."
+        )
     lines += [
         "",
         f"## Load: {options.load_calls} calls at concurrency {options.workers} (and {options.light_workers})",

@@ -5,11 +5,11 @@ with init_ms (module execution: imports and module-level set-up), first_ms (the 
 NEW_INBOUND_CALL) and, for rapport, warm_ms: the median NEW_INBOUND_CALL of WARM_CALLS more calls
 (each answered and hung up, so agents are freed again).
 
-Both rapport variants run in the environment Lambda gives an invocation (LAMBDA_TASK_ROOT, a trace
-header). rapport is the stack's default, Tracing=PassThrough, where Powertools Tracer is disabled;
-rapport+tracer is Tracing=Active: aws-xray-sdk loaded, botocore patched, the handler captured and the
-invocation sampled. Segments go by UDP to the X-Ray daemon's address, where nothing listens here;
-sending them is still part of the cost.
+Both rapport variants run in the environment Lambda gives a traced invocation (LAMBDA_TASK_ROOT, a
+sampled trace header). rapport is the router as shipped (no tracing SDK); rapport+tracer is the router as
+it would run with Powertools Tracer: aws-xray-sdk loaded, botocore patched, the handler captured
+(responses not recorded: they hold the caller ID). Segments go by UDP to the X-Ray daemon's address,
+where nothing listens here; sending them is still part of the cost.
 """
 
 from __future__ import annotations
@@ -88,21 +88,23 @@ def main() -> None:
     else:
         logical_id = "SmaRouterFunction" if which.startswith("rapport") else "SipRuleFunction"
         traced = which == "rapport+tracer"
-        os.environ.update(traced_environment(sampled=traced))
+        os.environ.update(traced_environment())
         parse_started = time.perf_counter()
         load_template()
         parse_ms = (time.perf_counter() - parse_started) * 1000
         started = time.perf_counter()
         function = LocalFunction(
             logical_id,
-            parameters={
-                "AgentVoiceConnectorArn": VOICE_CONNECTOR_ARN,
-                "Tracing": "Active" if traced else "PassThrough",
-            },
+            parameters={"AgentVoiceConnectorArn": VOICE_CONNECTOR_ARN},
             resources={"Table": table, "CallerKeySecret": ""},
             environment=local_env(endpoint, table),
         )
         handler = function.module.lambda_handler
+        if traced:
+            from aws_lambda_powertools import Tracer
+
+            tracer = Tracer(service="rapport", patch_modules=["botocore"])
+            handler = tracer.capture_lambda_handler(handler, capture_response=False)
         # LocalFunction reads template.yaml again; Lambda does not, so that time is taken off.
         started += parse_ms / 1000
         loaded = time.perf_counter()
