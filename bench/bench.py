@@ -467,7 +467,8 @@ def main() -> None:
         )
         baseline, baseline_environment = load_baseline(engine.endpoint)
         handlers = Handlers(rapport, baseline, baseline_environment)
-        rapport.invoke({"InvocationEventType": "RINGING"})  # warm containers, as in steady traffic
+        with redirect_stdout(MetricSink()):
+            rapport.invoke({"InvocationEventType": "RINGING"})  # warm containers, as in steady traffic
         meter, baseline_meter = Meter(), Meter()
         meter.attach(rapport.module.services().store.client)
         baseline_meter.attach(baseline.dynamodb)
@@ -583,11 +584,13 @@ def main() -> None:
     else:
         raw, packed, botocore = tracer_cost
         layer = sizes.get("RapportLayer") if isinstance(sizes, dict) else None
-        grows = f" ({ratio(layer[1] + packed, layer[1])} the layer's zipped size)" if layer else ""
+        grows = (
+            f"; the layer would grow to {ratio(layer[1] + packed, layer[1])} its zipped size" if layer else ""
+        )
         lines.append(
             f"\nPowertools Tracer would add aws-xray-sdk and its dependencies: {raw / 1024:.0f} KB unzipped,"
-            f" {packed / 1024:.0f} KB zipped{grows}, of which botocore {botocore / 1024:.0f} KB: a second"
-            " copy of the runtime's own, which would shadow it."
+            f" {packed / 1024:.0f} KB zipped, of which botocore {botocore / 1024:.0f} KB unzipped (a second"
+            f" copy of the runtime's own, which would shadow it){grows}."
         )
     lines += [
         "",
@@ -617,19 +620,20 @@ def main() -> None:
         " load generator saw.",
         "",
         "| run | NewCalls | routed to agent (Routed* − Failovers) | Fallbacks | Failovers | HandlerErrors"
-        " | NewCallLatency median ms |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        " | StoreErrors | NewCallLatency median ms | StoreLatency median / p95 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, sink in published.items():
         if not name.startswith("rapport"):
             continue
         counts = sink.totals.counts
         routed = sum(counts[m] for m in ("RoutedKnownAgent", "RoutedInterest", "RoutedAnyAvailable"))
-        latency = sink.totals.durations_ms.get("NewCallLatency", [])
+        latency = sink.totals.durations_ms.get("NewCallLatency", [0.0])
+        store_median, store_p95, _ = percentiles(sink.totals.durations_ms.get("StoreLatency", [0.0]))
         lines.append(
             f"| {name} | {counts['NewCalls']} | {routed - counts['Failovers']} | {counts['Fallbacks']}"
-            f" | {counts['Failovers']} | {counts['HandlerErrors']}"
-            f" | {statistics.median(latency) if latency else 0:.2f} |"
+            f" | {counts['Failovers']} | {counts['HandlerErrors']} | {counts['StoreErrors']}"
+            f" | {statistics.median(latency):.2f} | {store_median:.2f} / {store_p95:.2f} |"
         )
     lines += ["", "![latency](latency.png)", ""]
     report = "\n".join(lines)

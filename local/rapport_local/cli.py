@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import statistics
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -99,10 +100,13 @@ def _metrics_summary(metrics: MetricTotals) -> str:
         threshold = parameter_defaults(load_template()).get("FallbackRateAlarmPercent", "?")
         rate = 100 * counts["Fallbacks"] / counts["NewCalls"]
         lines.append(f"   fallback rate {rate:.0f} % (FallbackRateAlarm: above {threshold} % by default)")
-    latency = sorted(metrics.durations_ms.get("NewCallLatency", []))
-    if latency:
-        median = latency[len(latency) // 2]
-        lines.append(f"   NewCallLatency median {median:.1f} ms, slowest {latency[-1]:.1f} ms")
+    for name in ("NewCallLatency", "StoreLatency"):
+        latency = metrics.durations_ms.get(name, [])
+        if latency:
+            lines.append(
+                f"   {name} median {statistics.median(latency):.1f} ms, slowest {max(latency):.1f} ms"
+                f" ({len(latency)} samples)"
+            )
     return "\n".join(lines)
 
 
