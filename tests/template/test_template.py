@@ -6,7 +6,9 @@ repository); they are skipped only when that executable does not exist.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -207,6 +209,34 @@ def test_router_tracing_follows_the_parameter_and_the_layer_has_no_tracing_sdk(
     # aws-xray-sdk depends on botocore: in the layer it would shadow the runtime's own.
     requirements = (REPO / "layers" / "rapport" / "requirements.txt").read_text().lower()
     assert "xray" not in requirements and "[tracer]" not in requirements
+
+
+def test_dashboard_is_valid_json_and_shows_only_metrics_the_router_publishes(
+    resources: dict[str, Any],
+) -> None:
+    body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    names = set(re.findall(r"\$\{([^}]+)\}", body))
+    assert names == {"AWS::Region", "AWS::StackName", "SmaRouterFunction", "FallbackRateAlarmPercent"}
+    local = {"AWS::Region": "us-east-1", "AWS::StackName": "prod", "SmaRouterFunction": "fn"}
+    substituted = re.sub(r"\$\{([^}]+)\}", lambda m: local.get(m.group(1), "25"), body)
+    widgets = json.loads(substituted)["widgets"]
+    published = {metric.value for metric in Metric}
+    shown = set()
+    for widget in widgets:
+        for row in widget["properties"]["metrics"]:
+            fields = [field for field in row if isinstance(field, str)]
+            if not fields:  # a metric-math expression
+                assert isinstance(row[0], dict) and "expression" in row[0]
+                continue
+            namespace, name, *dimensions = fields
+            pairs = dict(zip(dimensions[::2], dimensions[1::2], strict=True))
+            if namespace == "AWS/Lambda":
+                assert pairs == {"FunctionName": "fn"}
+            else:
+                assert (namespace, name in published) == ("Rapport", True), name
+                assert pairs == {"service": SERVICE_NAME, "stack": "prod"}
+                shown.add(name)
+    assert shown == published  # every metric the router publishes is on the page
 
 
 def test_alarms_notify_the_topic_only_when_one_is_given(resources: dict[str, Any]) -> None:
