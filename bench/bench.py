@@ -176,6 +176,16 @@ def rapport_call(handle: Handler, number: str, fail_first: bool) -> tuple[list[f
     return times, call
 
 
+def metered_call(
+    meter: Meter, handle: Handler, number: str, fail_first: bool
+) -> tuple[list[float], tuple[int, float]]:
+    """`rapport_call`, with the DynamoDB requests and capacity `meter` saw during it."""
+    before = meter.snapshot()
+    times, _ = rapport_call(handle, number, fail_first)
+    after = meter.snapshot()
+    return times, (after[0] - before[0], after[1] - before[1])
+
+
 def sequential(handlers: Handlers, meter: Meter, baseline_meter: Meter, calls: int) -> dict[str, Any]:
     results: dict[str, Any] = {
         "inbound": {"rapport": [], "baseline": []},
@@ -185,24 +195,18 @@ def sequential(handlers: Handlers, meter: Meter, baseline_meter: Meter, calls: i
     with handlers.applied() as (rapport, baseline):
         for index in range(calls):
             # Alternate the two so that both see the same engine state and machine load.
-            before = meter.snapshot()
-            times, _ = rapport_call(rapport, f"+1202555{index:04d}", fail_first=True)
-            after = meter.snapshot()
+            times, used = metered_call(meter, rapport, f"+1202555{index:04d}", fail_first=True)
             results["inbound"]["rapport"].append(times[0])
             results["whole"]["rapport"].append(sum(times))
-            requests["whole"].append((after[0] - before[0], after[1] - before[1]))
+            requests["whole"].append(used)
 
-            before = meter.snapshot()
-            times, _ = rapport_call(rapport, f"+1303555{index:04d}", fail_first=False)
-            after = meter.snapshot()
-            requests["inbound"].append((after[0] - before[0], after[1] - before[1]))
+            _, used = metered_call(meter, rapport, f"+1303555{index:04d}", fail_first=False)
+            requests["inbound"].append(used)
 
-            before = baseline_meter.snapshot()
-            times, _ = rapport_call(baseline, f"+1404555{index:04d}", fail_first=False)
-            after = baseline_meter.snapshot()
+            times, used = metered_call(baseline_meter, baseline, f"+1404555{index:04d}", fail_first=False)
             results["inbound"]["baseline"].append(times[0])
             results["whole"]["baseline"].append(sum(times))
-            requests["baseline"].append((after[0] - before[0], after[1] - before[1]))
+            requests["baseline"].append(used)
     results["requests"] = requests
     return results
 

@@ -25,12 +25,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rapport_local.lambda_runner import FakeLambdaContext, LocalFunction, traced_environment
+from rapport_local.lambda_runner import FakeLambdaContext, LocalFunction
 from rapport_local.sma_driver import SimulatedCall, actions_of
 from rapport_local.template import load_template
 
 BENCH_DIR = Path(__file__).resolve().parent
 VOICE_CONNECTOR_ARN = "arn:aws:chime:us-east-1:123456789012:vc/abcdefghijklmnopqrstu1"
+# What Lambda adds to the environment of a sampled, traced invocation (the IDs are examples): with these,
+# Powertools Tracer is on and sends segments by UDP to the daemon's address.
+TRACED_ENVIRONMENT = {
+    "LAMBDA_TASK_ROOT": str(BENCH_DIR),
+    "_X_AMZN_TRACE_ID": "Root=1-6748b0c0-3c1d2e5f8a9b0c1d2e3f4a5b;Parent=53995c3f42cd8ad8;Sampled=1",
+    "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+    "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+}
 
 
 def local_env(endpoint: str, table: str) -> dict[str, str]:
@@ -88,7 +96,7 @@ def main() -> None:
     else:
         logical_id = "SmaRouterFunction" if which.startswith("rapport") else "SipRuleFunction"
         traced = which == "rapport+tracer"
-        os.environ.update(traced_environment())
+        os.environ.update(TRACED_ENVIRONMENT)
         parse_started = time.perf_counter()
         load_template()
         parse_ms = (time.perf_counter() - parse_started) * 1000

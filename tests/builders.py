@@ -1,7 +1,9 @@
-"""Small builders for test data, so each test states only what matters to it."""
+"""Small builders for test data, and readers of what the handler logged, so each test states only what
+matters to it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -42,3 +44,13 @@ def profile(
 
 def interest(product: str, score: float, at: float = NOW, source: str = "social") -> Interest:
     return Interest(product=product, score=score, updated_at=at, sources=[source], expires_at=at + 90 * DAY)
+
+
+def routed_lines(log_lines: list[str], call_id: str | None = None) -> list[dict[str, Any]]:
+    """The handler's "routed" log entries (of one call, when `call_id` is given), in order."""
+    entries: list[dict[str, Any]] = [json.loads(line) for line in log_lines]
+    return [
+        entry
+        for entry in entries
+        if entry.get("message") == "routed" and (call_id is None or entry.get("call_id") == call_id)
+    ]

@@ -311,7 +311,6 @@ def _dispatch(event: SmaEvent, problems: list[str], context: Any, metrics: CallM
         logger.exception("handler failed: answering with the emergency route")
         metrics.count(Metric.HANDLER_ERRORS)
         answer = emergency_response(event)
-        before = CallState.from_attributes(event.call_details.transaction_attributes)
-        if answer is not EMPTY and (before is None or before.stage in (Stage.AGENT, Stage.CONNECTED)):
-            metrics.count(Metric.FALLBACKS)
+        if answer is not EMPTY:
+            metrics.fallback(CallState.from_attributes(event.call_details.transaction_attributes))
         return answer

@@ -13,7 +13,6 @@ import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -69,9 +68,6 @@ class MetricTotals:
                 else:
                     self.counts[datum.name] += int(datum.value)
         return others
-
-    def as_json(self) -> dict[str, Any]:
-        return {"counts": dict(self.counts), "durations_ms": self.durations_ms}
 
 
 class MetricSink(io.TextIOBase):

@@ -29,18 +29,6 @@ from rapport_local.template import TEMPLATE, function_spec, load_template, param
 _instances = itertools.count()
 
 
-def traced_environment(daemon_address: str = "127.0.0.1:2000", sampled: bool = True) -> dict[str, str]:
-    """What Lambda adds to a function's environment when the invocation is traced (IDs are examples):
-    with these, Powertools Tracer is on and sends segments by UDP to `daemon_address`."""
-    return {
-        "LAMBDA_TASK_ROOT": str(PROJECT_DIR),
-        "_X_AMZN_TRACE_ID": "Root=1-6748b0c0-3c1d2e5f8a9b0c1d2e3f4a5b;Parent=53995c3f42cd8ad8;"
-        f"Sampled={int(sampled)}",
-        "AWS_XRAY_DAEMON_ADDRESS": daemon_address,
-        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
-    }
-
-
 class FakeLambdaContext:
     """The attributes of Lambda's context object that handlers and Powertools read."""
 

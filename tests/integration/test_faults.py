@@ -6,7 +6,6 @@ why. The Amazon Connect function does not exist yet; these cover SmaRouterFuncti
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 import threading
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from builders import RouterFactory, agent
+from builders import RouterFactory, agent, routed_lines
 from rapport.store import Store
 from rapport_local.engine import DynamoDBLocal, create_table, local_client
 from rapport_local.faults import DelayProxy, ThrottleCode, throttle
@@ -46,12 +45,7 @@ def timed(send: Callable[..., dict[str, Any]], *arguments: Any) -> tuple[dict[st
 
 def routed_reasons(log_lines: list[str], call: SimulatedCall) -> list[str]:
     """The `reason` of every "routed" line this call logged, in order."""
-    entries = [json.loads(line) for line in log_lines]
-    return [
-        str(entry["reason"])
-        for entry in entries
-        if entry.get("message") == "routed" and entry.get("call_id") == call.transaction_id
-    ]
+    return [str(entry["reason"]) for entry in routed_lines(log_lines, call.transaction_id)]
 
 
 def logged_for(log_lines: list[str], call: SimulatedCall) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from builders import RouterFactory, agent
+from builders import RouterFactory, agent, routed_lines
 from rapport import SERVICE_NAME
 from rapport.numbers import caller_key
 from rapport.settings import DEVELOPMENT_PEPPER
@@ -219,18 +219,17 @@ def test_concurrent_invocations_keep_their_own_metrics_and_log_keys(
     assert sink.totals.counts["RoutedAnyAvailable"] == routed
     assert sink.totals.counts["Fallbacks"] == 24 - routed
     expected_key = {call.transaction_id: caller_key(call.leg_a["From"], DEVELOPMENT_PEPPER) for call in calls}
-    routed_lines = [json.loads(line) for line in log_lines if '"routed"' in line]
-    assert len(routed_lines) == 24
-    assert {line["call_id"] for line in routed_lines} == set(expected_key)
-    assert all(line["caller_key"] == expected_key[line["call_id"]] for line in routed_lines)
+    logged = routed_lines(log_lines)
+    assert len(logged) == 24
+    assert {line["call_id"] for line in logged} == set(expected_key)
+    assert all(line["caller_key"] == expected_key[line["call_id"]] for line in logged)
 
 
 # -- each DynamoDB request, timed -------------------------------------------------------------------------
 
 
 def routed_line(log_lines: list[str], call: SimulatedCall) -> dict[str, Any]:
-    lines: list[dict[str, Any]] = [json.loads(line) for line in log_lines if '"routed"' in line]
-    (line,) = [line for line in lines if line.get("call_id") == call.transaction_id]
+    (line,) = routed_lines(log_lines, call.transaction_id)
     return line
 
 

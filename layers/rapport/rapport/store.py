@@ -236,13 +236,14 @@ class Store:
                     conflict_only = (
                         "ConditionalCheckFailed" not in reasons and "TransactionConflict" in reasons
                     )
-                    if any(r in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons):
+                    lost_race = any(r in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons)
+                    if lost_race:
                         _record(operation, started, "condition failed")
                     if conflict_only and attempt < TRANSACTION_CONFLICT_RETRIES:
                         # Another transaction touched one of the items at the same moment: try again.
                         time.sleep(0.005 * (attempt + 1))
                         continue
-                    if any(r in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons):
+                    if lost_race:
                         raise ConditionFailed(f"{operation}: {', '.join(reasons)}") from error
                 _record(operation, started, code)
                 raise StoreUnavailable(f"{operation} failed: {code}") from error

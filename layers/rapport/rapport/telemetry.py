@@ -85,7 +85,12 @@ class CallMetrics:
             metric = ROUTED_BY_MODE.get(route.state.mode)
             if metric is not None:
                 self.count(metric)
-        elif route.kind in FALLBACK_KINDS and (before is None or before.stage in BEFORE_FALLBACK):
+        elif route.kind in FALLBACK_KINDS:
+            self.fallback(before)
+
+    def fallback(self, before: CallState | None) -> None:
+        """Count a call reaching the fallback, unless it had already got there (`before` None: new call)."""
+        if before is None or before.stage in BEFORE_FALLBACK:
             self.count(Metric.FALLBACKS)
 
     def store_requests(self, requests: list[RequestTiming]) -> None:
