@@ -13,16 +13,20 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from call_state import from_attributes, to_attributes
 from rapport import SERVICE_NAME
-from rapport.calls import CallFlow, CallState, InboundCall, Route, RouteKind, Stage
-from rapport.deadline import Deadline
+from rapport.budget import BudgetSpent, Deadline, enforced
+from rapport.call import CallState, InboundCall, Route, RouteKind, Stage
+from rapport.calls import CallFlow
 from rapport.log_privacy import RedactingFormatter
-from rapport.models import EndpointKind
+from rapport.models import EndpointKind, Note, NoteCode
 from rapport.numbers import normalise
+from rapport.pools import PoolViews
 from rapport.privacy import load_rules
-from rapport.secrets import caller_key_pepper
+from rapport.secrets import PepperSource
 from rapport.settings import Settings
-from rapport.store import Store, recording_requests, requests_so_far
+from rapport.store.dynamodb import DynamoStore
+from rapport.store.timing import recording_requests, requests_so_far
 from rapport.telemetry import CallMetrics, Metric
 from sip_context import read_sip_context
 from sma_actions import Action, BridgeEndpoint, CallAndBridge, Hangup, Speak, response
@@ -36,25 +40,15 @@ EMPTY: dict[str, Any] = {"SchemaVersion": "1.0", "Actions": []}
 
 
 class Services:
-    """Per-container clients and settings, built on first use, never at import."""
+    """Per-container settings, clients and memory of pools, built on first use, never at import."""
 
     def __init__(self) -> None:
         self.settings = Settings()
-        self.store = Store.connect(self.settings.table_name)
-        self.flow = CallFlow(self.store, self.settings, None, load_rules())
-        self._pepper_known = False
-
-    def ready_flow(self) -> CallFlow:
-        """The call flow with the caller-key pepper, fetched once; a failed fetch is retried next call."""
-        if not self._pepper_known:
-            try:
-                pepper = caller_key_pepper(self.settings)
-            except Exception:
-                logger.exception("caller-key pepper unavailable: routing without profile data")
-                return self.flow
-            self.flow = CallFlow(self.store, self.settings, pepper, load_rules())
-            self._pepper_known = True
-        return self.flow
+        self.store = DynamoStore.for_table(self.settings.table_name)
+        self.views = PoolViews()
+        self.flow = CallFlow(
+            self.store, self.settings, load_rules(), self.views, PepperSource.for_settings(self.settings)
+        )
 
 
 @cache
@@ -70,17 +64,18 @@ def now() -> float:
 # -- mapping routes to actions ------------------------------------------------------------------------
 
 
-def _caller_id(settings: Settings, event: SmaEvent) -> str | None:
-    """The configured caller ID, else the caller's own number, else the number they dialled (ours);
-    None when none of them is a phone number, since the SMA refuses a bridge without one."""
+def _caller_id(settings: Settings, event: SmaEvent, caller: str | None = None) -> str | None:
+    """The configured caller ID, else the caller's own number (`caller`, in E.164), else the number they
+    dialled (ours); None when none of them is a phone number, since the SMA refuses a bridge without one."""
     if settings.caller_id_number:
         return settings.caller_id_number
     leg = event.caller_leg
-    return (normalise(leg.from_) or normalise(leg.to)) if leg else None
+    return (caller or normalise(leg.to)) if leg else None
 
 
 def _bridge(settings: Settings, event: SmaEvent, endpoint: BridgeEndpoint) -> list[Action]:
-    caller_id = _caller_id(settings, event)
+    caller = event.caller_number
+    caller_id = _caller_id(settings, event, caller.e164 if caller else None)
     if caller_id is None:
         logger.error("no caller ID to bridge with: set the CallerIdNumber parameter")
         return _closing(event, settings.fallback_message)
@@ -109,9 +104,7 @@ def _actions_for(route: Route, settings: Settings, event: SmaEvent) -> list[Acti
         return _bridge(settings, event, endpoint)
     if route.kind is RouteKind.FALLBACK_NUMBER and route.number:
         return _bridge(settings, event, BridgeEndpoint(BridgeEndpointType="PSTN", Uri=route.number))
-    if route.kind is RouteKind.MESSAGE:
-        return _closing(event, route.message or settings.fallback_message)
-    return []
+    return _closing(event, route.message or settings.fallback_message)
 
 
 def _answer(
@@ -130,12 +123,24 @@ def _answer(
             "store_requests": [str(request) for request in requests_so_far()],
         },
     )
-    return response(_actions_for(route, settings, event), route.state.to_attributes())
+    return response(_actions_for(route, settings, event), to_attributes(route.state))
 
 
-def _state(event: SmaEvent) -> CallState:
-    """The state our last response stored; a call without one has nothing left to release."""
-    return CallState.from_attributes(event.call_details.transaction_attributes) or CallState(stage=Stage.DONE)
+def _state(event: SmaEvent) -> CallState | None:
+    """The state our last response stored for this call, if it can be read."""
+    return from_attributes(event.call_details.transaction_attributes, event.call_details.transaction_id)
+
+
+def _other_legs(event: SmaEvent) -> list[Action]:
+    """Hang up every connected leg but the one that hung up (Chime does not)."""
+    parameters = event.action_data.parameters if event.action_data else {}
+    gone_tag = str(parameters.get("ParticipantTag", "")).upper() or None
+    gone_id = parameters.get("CallId")
+    return [
+        Hangup(CallId=p.call_id)
+        for p in event.call_details.participants
+        if p.connected and p.call_id and p.call_id != gone_id and (gone_tag is None or p.tag != gone_tag)
+    ]
 
 
 # -- one function per event type ----------------------------------------------------------------------
@@ -143,31 +148,30 @@ def _state(event: SmaEvent) -> CallState:
 
 def on_new_inbound_call(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
     svc = services()
-    flow = svc.ready_flow()
     leg = event.caller_leg
     headers = read_sip_context(leg.sip_headers if leg else {})
     for problem in headers.problems:
         logger.warning("SIP header ignored", extra={"problem": problem})
-    caller = normalise(leg.from_) if leg else None
+    caller = event.caller_number
     call = InboundCall(
         call_id=event.call_details.transaction_id,
-        caller=caller,
-        dialled=headers.dialled or (normalise(leg.to) if leg else None),
+        caller=caller.e164 if caller else None,
+        region=caller.region if caller else None,
+        dialled=headers.dialled,
         live_products=headers.products,
     )
-    logger.thread_safe_append_keys(caller_key=flow.caller_key_for(caller))
-    if _caller_id(svc.settings, event) is None:
+    if _caller_id(svc.settings, event, call.caller) is None:
         # No bridge is possible, so no agent is reserved: the caller hears the message.
-        no_bridge = CallState(stage=Stage.FALLBACK)
-        route = flow.fallback(no_bridge, "no caller ID to bridge with")
+        route = svc.flow.fallback(CallState(stage=Stage.FALLBACK), Note(code=NoteCode.NO_CALLER_ID))
         return _answer(route, svc.settings, event, metrics, None)
-    return _answer(flow.start(call, now(), deadline), svc.settings, event, metrics, None)
+    logger.thread_safe_append_keys(caller_key=svc.flow.caller_key_for(call.caller))
+    return _answer(svc.flow.start(call, now(), deadline), svc.settings, event, metrics, None)
 
 
 def on_action_failed(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
     svc = services()
     action = event.action_data
-    stored = CallState.from_attributes(event.call_details.transaction_attributes)
+    stored = _state(event)
     state = stored or CallState(stage=Stage.DONE)
     error = (action.error_type if action else None) or "unknown error"
     log = logger.info if error == "CallNotAnswered" else logger.warning
@@ -178,8 +182,8 @@ def on_action_failed(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) 
     if action is None or action.type != "CallAndBridge":
         # A failed Speak or Hangup: nothing sensible is left to play; end the call cleanly.
         done = state.model_copy(update={"stage": Stage.DONE})
-        return response([Hangup(ParticipantTag="LEG-A")], done.to_attributes())
-    route = svc.ready_flow().no_answer(state, event.call_details.transaction_id, error, now(), deadline)
+        return response([Hangup(ParticipantTag="LEG-A")], to_attributes(done))
+    route = svc.flow.no_answer(state, event.call_details.transaction_id, error, now(), deadline)
     if state.stage is Stage.AGENT:
         metrics.count(Metric.FAILOVERS)
     return _answer(route, svc.settings, event, metrics, state)
@@ -189,27 +193,19 @@ def on_action_successful(event: SmaEvent, deadline: Deadline, metrics: CallMetri
     action = event.action_data
     if action is None or action.type != "CallAndBridge":
         return EMPTY
-    before = _state(event)
-    state = services().ready_flow().connected(before, event.call_details.transaction_id, now(), deadline)
+    before = _state(event) or CallState()
+    state = services().flow.connected(before, event.call_details.transaction_id, now(), deadline)
     if before.stage in (Stage.AGENT, Stage.FALLBACK):
         metrics.count(Metric.CONNECTED)
-    return response([], state.to_attributes())
+    return response([], to_attributes(state))
 
 
 def on_hangup(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
-    """Chime does not hang up the other leg: do it, and release the agent."""
-    parameters = event.action_data.parameters if event.action_data else {}
-    gone_tag = str(parameters.get("ParticipantTag", "")).upper() or None
-    gone_id = parameters.get("CallId")
-    others = [
-        p
-        for p in event.call_details.participants
-        if p.connected and p.call_id and p.call_id != gone_id and (gone_tag is None or p.tag != gone_tag)
-    ]
-    state = _state(event)
+    """Chime does not hang up the other leg: do it, free the agent and store the decision record."""
+    state = _state(event) or CallState()
     if state.stage is not Stage.DONE:
-        state = services().ready_flow().ended(state, event.call_details.transaction_id, now(), deadline)
-    return response([Hangup(CallId=p.call_id) for p in others], state.to_attributes())
+        state = services().flow.ended(state, event.call_details.transaction_id, now(), deadline)
+    return response(_other_legs(event), to_attributes(state))
 
 
 def on_invalid_lambda_response(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
@@ -223,19 +219,17 @@ def on_invalid_lambda_response(event: SmaEvent, deadline: Deadline, metrics: Cal
         },
     )
     svc = services()
-    flow = svc.ready_flow()
-    state = CallState.from_attributes(event.call_details.transaction_attributes)
+    state = _state(event)
     if state is None:
-        route = flow.fallback(CallState(), "the SMA rejected a response")
+        route = svc.flow.fallback(CallState(stage=Stage.AGENT), Note(code=NoteCode.REJECTED))
         return _answer(route, svc.settings, event, metrics, None)
     if state.stage in (Stage.MESSAGE, Stage.DONE):
         # Even the closing message was refused: do not loop, just end the call.
-        return response(
-            [Hangup(ParticipantTag="LEG-A")], state.model_copy(update={"stage": Stage.DONE}).to_attributes()
-        )
-    released = flow.ended(state, event.call_details.transaction_id, now(), deadline)
-    route = flow.fallback(
-        released.model_copy(update={"stage": Stage.FALLBACK}), "the SMA rejected a response"
+        done = state.model_copy(update={"stage": Stage.DONE})
+        return response([Hangup(ParticipantTag="LEG-A")], to_attributes(done))
+    svc.flow.release(state, event.call_details.transaction_id, now(), deadline)
+    route = svc.flow.fallback(
+        state.model_copy(update={"stage": Stage.FALLBACK}), Note(code=NoteCode.REJECTED)
     )
     return _answer(route, svc.settings, event, metrics, state)
 
@@ -266,10 +260,31 @@ NEEDS_A_ROUTE = {"NEW_INBOUND_CALL", "ACTION_FAILED", "INVALID_LAMBDA_RESPONSE"}
 
 
 def emergency_response(event: SmaEvent) -> dict[str, Any]:
-    """Answer when the normal path failed: a short message and hang-up where the caller is waiting."""
+    """Answer when the normal path failed: a short message and hang-up where the caller is waiting, the
+    other leg hung up where one leg left."""
+    if event.event_type == "HANGUP":
+        return response(_other_legs(event), to_attributes(CallState(stage=Stage.DONE)))
     if event.event_type not in NEEDS_A_ROUTE:
         return EMPTY
-    return response(_closing(event, EMERGENCY_MESSAGE), CallState(stage=Stage.DONE).to_attributes())
+    return response(_closing(event, EMERGENCY_MESSAGE), to_attributes(CallState(stage=Stage.DONE)))
+
+
+def budget_spent(event: SmaEvent, metrics: CallMetrics, seconds: float) -> dict[str, Any]:
+    """Answer when the time budget ran out mid-step: the configured fallback where the caller waits for a
+    route (an agent reserved in that step is freed when their hold lapses), the other leg hung up on a
+    HANGUP, nothing otherwise. No I/O."""
+    logger.error("time budget spent: answering without the store", extra={"budget_s": round(seconds, 3)})
+    if event.event_type not in NEEDS_A_ROUTE:
+        return emergency_response(event)
+    svc = services()
+    before = _state(event)
+    state = (before or CallState()).model_copy(
+        update={"stage": Stage.AGENT if before is None else before.stage}
+    )
+    if state.stage in (Stage.MESSAGE, Stage.DONE):
+        return emergency_response(event)
+    route = svc.flow.fallback(state, Note(code=NoteCode.BUDGET_SPENT, detail=f"{seconds:.2f} s"))
+    return _answer(route, svc.settings, event, metrics, before)
 
 
 def lambda_handler(raw_event: Any, context: Any) -> dict[str, Any]:
@@ -304,13 +319,22 @@ def _dispatch(event: SmaEvent, problems: list[str], context: Any, metrics: CallM
         metrics.count(Metric.UNKNOWN_EVENTS)
         logger.warning("unknown event type: answering with no actions")
         return EMPTY
+    answer: dict[str, Any] | None = None
+    deadline: Deadline | None = None
     try:
-        budget_ms = services().settings.time_budget_ms
-        return handler(event, Deadline.for_invocation(context, budget_ms), metrics)
+        deadline = Deadline.for_invocation(context, services().settings.time_budget_ms)
+        with enforced(deadline):
+            answer = handler(event, deadline, metrics)
+    except BudgetSpent:
+        pass
     except Exception:
         logger.exception("handler failed: answering with the emergency route")
         metrics.count(Metric.HANDLER_ERRORS)
-        answer = emergency_response(event)
-        if answer is not EMPTY:
-            metrics.fallback(CallState.from_attributes(event.call_details.transaction_attributes))
-        return answer
+        fallback = emergency_response(event)
+        if event.event_type in NEEDS_A_ROUTE:
+            metrics.fallback(_state(event))
+        return fallback
+    if answer is None:
+        # The budget ran out (perhaps just as the handler finished: its answer is used when it has one).
+        return budget_spent(event, metrics, deadline.seconds if deadline else 0.0)
+    return answer

@@ -8,9 +8,11 @@ INVALID_LAMBDA_RESPONSE puts its error): unknown fields are ignored, both spelli
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from rapport.numbers import PhoneNumber, parse_number
 
 
 class _AwsModel(BaseModel):
@@ -69,6 +71,12 @@ class SmaEvent(_AwsModel):
 
     def leg(self, tag: str) -> Participant | None:
         return next((p for p in self.call_details.participants if p.tag == tag), None)
+
+    @cached_property
+    def caller_number(self) -> PhoneNumber | None:
+        """The caller's number, when LEG-A's `From` is one (parsed once per event)."""
+        leg = self.caller_leg
+        return parse_number(leg.from_) if leg else None
 
     @property
     def caller_leg(self) -> Participant | None:

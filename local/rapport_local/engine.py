@@ -78,6 +78,9 @@ class DynamoDBLocal:
                 "-jar",
                 str(self._jar),
                 "-inMemory",
+                # One database for every access key and region, so that any tool pointed at the endpoint
+                # (the AWS CLI with a profile, sam local invoke with env.json) sees the same tables.
+                "-sharedDb",
                 "-port",
                 str(self.port),
                 "-disableTelemetry",

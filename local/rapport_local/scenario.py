@@ -19,20 +19,24 @@ from typing import Any, Literal
 from unittest import mock
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from rapport.explain import record_reasons
 from rapport.models import (
     Agent,
     AttemptOutcome,
     CallerProfile,
     Consent,
+    DecisionRecord,
     Interest,
     LastAgent,
+    Outcome,
+    PrivacyFacts,
     Product,
     RoutingMode,
 )
 from rapport.numbers import caller_key, is_e164
 from rapport.scoring import DAY
 from rapport.settings import DEVELOPMENT_PEPPER
-from rapport.store import Store
+from rapport.store.dynamodb import DynamoStore
 
 from rapport_local.emf import MetricTotals
 from rapport_local.engine import local_client, local_environment
@@ -117,6 +121,16 @@ class Scenario(_Strict):
         return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
 
 
+def connected_mode(attributes: dict[str, str]) -> str | None:
+    """How the agent a call is connected to was chosen, from the state the call carries."""
+    stored = attributes.get("rp_record")
+    if not stored:
+        return None
+    record = DecisionRecord.model_validate_json(stored)
+    connected = [a for a in record.attempts if a.outcome is AttemptOutcome.CONNECTED]
+    return connected[-1].mode.value if connected else None
+
+
 def mask(number: str) -> str:
     """A number as it may be shown on screen: country code and last two digits only."""
     return f"{number[:3]}…{number[-2:]}" if len(number) > 6 else "…"
@@ -168,7 +182,7 @@ class ScenarioPlayer:
         environment: dict[str, str] | None = None,
     ) -> None:
         self.scenario = scenario
-        self.store = Store(local_client(endpoint), table_name)
+        self.store = DynamoStore(local_client(endpoint), table_name)
         self.function = LocalFunction(
             "SmaRouterFunction",
             parameters=scenario.parameters,
@@ -201,8 +215,8 @@ class ScenarioPlayer:
         start = self.clock
         for product in self.scenario.catalog:
             self.store.put_product(product)
-        for agent in self.scenario.agents:
-            self.store.put_agent(agent.agent(start))
+        self.store.load_roster([agent.agent(start) for agent in self.scenario.agents])
+        pools = {agent.agent_id: agent.pool for agent in self.store.agents()}
         for caller in self.scenario.callers:
             key = caller_key(caller.number, self.pepper)
             profile = CallerProfile(
@@ -224,13 +238,35 @@ class ScenarioPlayer:
                 )
                 for interest in caller.interests
             ]
-            last = None
+            records = []
             if caller.last_agent:
-                at = start - caller.last_call_days_ago * DAY
-                last = LastAgent(
-                    agent_id=caller.last_agent, call_id="earlier-call", at=at, expires_at=at + 180 * DAY
-                )
-            self.store.put_caller(key, profile, interests, last)
+                records.append(self._earlier_call(key, caller, pools.get(caller.last_agent, ""), start))
+            self.store.put_caller(key, profile, interests, records)
+
+    @staticmethod
+    def _earlier_call(key: str, caller: ScenarioCaller, pool: str, start: float) -> DecisionRecord:
+        """The record of the caller's last call, which carries the link to the agent they spoke with."""
+        at = start - caller.last_call_days_ago * DAY
+        agent_id = str(caller.last_agent)
+        return DecisionRecord(
+            call_id=f"earlier-call-{key[:8]}",
+            caller_key=key,
+            decided_at=at,
+            mode=RoutingMode.ANY_AVAILABLE,
+            outcome=Outcome.ENDED,
+            agent_id=agent_id,
+            privacy=PrivacyFacts(),
+            connected_at=at,
+            ended_at=at,
+            link=LastAgent(
+                agent_id=agent_id,
+                pool=pool,
+                call_id=f"earlier-call-{key[:8]}",
+                at=at,
+                expires_at=at + 180 * DAY,
+            ),
+            expires_at=at + 180 * DAY,
+        )
 
     def play(self) -> list[CallResult]:
         return [self.play_call(call) for call in self.scenario.calls]
@@ -283,7 +319,7 @@ class ScenarioPlayer:
         call.bridge_answered(bridge)
         result.route = "agent" if agent_id else "fallback_number"
         result.agent = agent_id
-        result.mode = call.attributes.get("rp_mode")
+        result.mode = connected_mode(call.attributes)
         self.clock += spec.talk_seconds
         gone, stays = ("LEG-A", call.leg_b) if spec.hangup == "caller" else ("LEG-B", call.leg_a)
         response = call.hangup(gone)
@@ -300,13 +336,7 @@ class ScenarioPlayer:
         if record is None:
             result.reasons = ["no decision record was stored"]
             return
-        chosen = next((c for c in record.candidates if c.agent_id == result.agent), None)
-        missed = [
-            f"`{attempt.agent_id}` did not answer ({attempt.error})"
-            for _, attempt in sorted(record.attempts.items(), key=lambda item: int(item[0]))
-            if attempt.outcome == AttemptOutcome.NO_ANSWER
-        ]
-        result.reasons = [*(chosen.reasons if chosen else []), *missed, *record.reasons]
+        result.reasons = record_reasons(record)
 
     @staticmethod
     def _compare(spec: ScenarioCall, result: CallResult) -> None:

@@ -1,4 +1,8 @@
-"""Domain models shared by the routing core, the store and the channel adapters."""
+"""Domain models shared by the routing core, the store and the channel adapters.
+
+Decisions are kept as facts (which interest, which proficiency, which rule), not as sentences: the stored
+record stays small, and `rapport.explain` turns the facts into the sentences a caller reads.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,13 @@ Proficiency = Annotated[int, Field(ge=1, le=5)]
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Stored(Model):
+    """A model kept in every decision record: stored and carried under one- or two-letter aliases (a
+    write unit is 1 KB, attribute names included), built and read in code by its field names."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
 
 class EndpointKind(StrEnum):
@@ -46,6 +57,8 @@ class ProductStats(Model):
 
 
 class Agent(Model):
+    """An agent as routing sees them: what they know, where they ring, and whether they are free."""
+
     agent_id: AgentId
     name: str = ""
     endpoint: AgentEndpoint
@@ -58,15 +71,24 @@ class Agent(Model):
     idle_since: float = 0.0
     """When the agent last became free; the longest idle agent is offered calls first."""
     reserved_by: str | None = None
+    """The tag of the call holding the agent (`rapport.pools.call_tag`), while one does."""
     wrap_up_seconds: int = Field(default=30, ge=0, le=3600)
     stats: dict[ProductId, ProductStats] = Field(default_factory=dict)
     no_answers: int = 0
+    pool: str = ""
+    """The pool the agent's availability lives in (see docs/data-model.md)."""
 
-    def is_available(self, now: float, call_id: str | None = None) -> bool:
+    def is_available(self, now: float, call_tag: str | None = None) -> bool:
         """Online and not held, or held by this very call (a repeated event must find the same agent)."""
         if self.presence is not Presence.ONLINE:
             return False
-        return self.busy_until <= now or (call_id is not None and self.reserved_by == call_id)
+        return self.busy_until <= now or (call_tag is not None and self.reserved_by == call_tag)
+
+    def primary_product(self) -> str | None:
+        """The product the agent knows best (ties: the first by name), which decides their pool."""
+        if not self.proficiency:
+            return None
+        return min(self.proficiency, key=lambda product: (-self.proficiency[product], product))
 
 
 class Interest(Model):
@@ -96,11 +118,14 @@ class CallerProfile(Model):
         return consent is not None and consent.granted
 
 
-class LastAgent(Model):
-    agent_id: AgentId
-    call_id: str
-    at: float
-    expires_at: float
+class LastAgent(Stored):
+    """The agent a caller last spoke with, kept with that call's decision record where policy allows."""
+
+    agent_id: AgentId = Field(alias="a")
+    pool: str = Field(default="", alias="p")
+    call_id: str = Field(alias="c")
+    at: float = Field(alias="t")
+    expires_at: float = Field(alias="x")
 
 
 class CallerContext(Model):
@@ -118,51 +143,139 @@ class RoutingMode(StrEnum):
     FALLBACK = "fallback"
 
 
-class Candidate(Model):
-    agent_id: AgentId
-    mode: RoutingMode
-    score: float = 0.0
-    reasons: list[str] = Field(default_factory=list)
+class Skill(Stored):
+    """Why an agent matched one product: their proficiency and their (smoothed) conversion rate."""
+
+    proficiency: Proficiency = Field(alias="f")
+    conversion: float = Field(alias="c")
+
+
+class Candidate(Stored):
+    """One agent worth ringing, and the facts that put them there."""
+
+    agent_id: AgentId = Field(alias="a")
+    mode: RoutingMode = Field(alias="m")
+    pool: str = Field(default="", alias="p")
+    score: float = Field(default=0.0, alias="s")
+    skills: dict[ProductId, Skill] = Field(alias="k", default_factory=dict)
+    """Interest matches: product → skill."""
+    idle_since: float | None = Field(default=None, alias="i")
+    """Any-available candidates: how long they have been free."""
+    known_since: float | None = Field(default=None, alias="w")
+    """The known agent: when the caller last spoke with them."""
+
+
+class InterestFact(Stored):
+    """A caller interest as it counted for one call: faded score, where it came from, when."""
+
+    score: float = Field(alias="s")
+    sources: list[str] = Field(alias="src", default_factory=list)
+    at: float = Field(alias="t")
+
+
+class Grounds(StrEnum):
+    """Why a purpose was allowed or not, as recorded with each decision."""
+
+    NOT_PERMITTED = "not_permitted"
+    OBJECTED = "objected"
+    LEGITIMATE_INTEREST = "legitimate_interest"
+    CONSENTED = "consented"
+    NEEDS_CONSENT = "needs_consent"
+    PROFILE_UNREADABLE = "profile_unreadable"
+
+
+class PrivacyFacts(Stored):
+    """Which rule set applied and what it allowed: enough to explain the decision years later."""
+
+    jurisdiction: str | None = Field(default=None, alias="j")
+    rule_set: str = Field(default="default", alias="r")
+    label: str = Field(default="", alias="l")
+    policy_version: str = Field(default="", alias="v")
+    interests: bool = Field(default=False, alias="i")
+    interests_grounds: Grounds = Field(default=Grounds.NEEDS_CONSENT, alias="ig")
+    known_agent: bool = Field(default=False, alias="k")
+    known_agent_grounds: Grounds = Field(default=Grounds.NEEDS_CONSENT, alias="kg")
+
+
+class NoteCode(StrEnum):
+    NO_CALLER_KEY = "no_caller_key"
+    PROFILE_UNAVAILABLE = "profile_unavailable"
+    LAST_AGENT_BUSY = "last_agent_busy"
+    NO_AGENT_KNOWS_PRODUCTS = "no_agent_knows_products"
+    NO_CURRENT_INTEREST = "no_current_interest"
+    NO_VOICE_CONNECTOR = "no_voice_connector"
+    NO_AGENT_AVAILABLE = "no_agent_available"
+    ALL_TAKEN = "all_taken"
+    AGENTS_UNREADABLE = "agents_unreadable"
+    RESERVATION_FAILED = "reservation_failed"
+    NO_CANDIDATE_ANSWERED = "no_candidate_answered"
+    NO_CALLER_ID = "no_caller_id"
+    REJECTED = "rejected"
+    BUDGET_SPENT = "budget_spent"
+
+
+class Note(Stored):
+    """Something about the decision beyond the candidates, e.g. why the fallback; `detail` is a name or
+    an error code, never caller data."""
+
+    code: NoteCode = Field(alias="c")
+    detail: str = Field(default="", alias="d")
 
 
 class Decision(Model):
-    """What routing chose and why: the ordered candidates and the reasons a caller may read."""
+    """What routing chose and why: the ordered candidates and the facts a caller may read."""
 
     mode: RoutingMode
     candidates: list[Candidate]
-    reasons: list[str]
+    interests: dict[ProductId, InterestFact] = Field(default_factory=dict)
+    privacy: PrivacyFacts = Field(default_factory=PrivacyFacts)
+    notes: list[Note] = Field(default_factory=list)
 
 
 class AttemptOutcome(StrEnum):
     RINGING = "ringing"
     NO_ANSWER = "no_answer"
     CONNECTED = "connected"
+
+
+class Attempt(Stored):
+    agent_id: AgentId = Field(alias="a")
+    mode: RoutingMode = Field(alias="m")
+    pool: str = Field(default="", alias="p")
+    at: float = Field(alias="t")
+    outcome: AttemptOutcome = Field(default=AttemptOutcome.RINGING, alias="o")
+    error: str | None = Field(default=None, alias="e")
+
+
+class Outcome(StrEnum):
+    RINGING = "ringing"
+    CONNECTED = "connected"
     ENDED = "ended"
+    ABANDONED = "abandoned"
+    FALLBACK = "fallback"
 
 
-class Attempt(Model):
-    agent_id: AgentId
-    mode: RoutingMode
-    at: float
-    outcome: AttemptOutcome = AttemptOutcome.RINGING
-    error: str | None = None
+class DecisionRecord(Stored):
+    """The stored account of one call's routing: what was decided, tried and why, until it expires.
 
+    Kept compact (facts, not sentences) so that it costs one write unit; it is written once, when the
+    call ends, and carries the last-agent link the call leaves where policy allows.
+    """
 
-class DecisionRecord(Model):
-    """The stored account of one call's routing: what was decided, tried and why, until it expires."""
-
-    call_id: str
-    caller_key: str | None
-    decided_at: float
-    mode: RoutingMode
-    agent_id: str | None = None
-    outcome: str = "ringing"
-    candidates: list[Candidate] = Field(default_factory=list)
-    reasons: list[str] = Field(default_factory=list)
-    attempts: dict[str, Attempt] = Field(default_factory=dict)
-    jurisdiction: str | None = None
-    rule_set: str = "default"
-    policy_version: str = ""
+    call_id: str = Field(alias="call")
+    caller_key: str | None = Field(default=None, alias="ck")
+    decided_at: float = Field(alias="t")
+    mode: RoutingMode = Field(alias="m")
+    outcome: Outcome = Field(default=Outcome.RINGING, alias="o")
+    agent_id: AgentId | None = Field(default=None, alias="a")
+    candidates: list[Candidate] = Field(alias="cand", default_factory=list)
+    interests: dict[ProductId, InterestFact] = Field(alias="int", default_factory=dict)
+    privacy: PrivacyFacts = Field(alias="priv", default_factory=PrivacyFacts)
+    notes: list[Note] = Field(alias="notes", default_factory=list)
+    attempts: list[Attempt] = Field(alias="tries", default_factory=list)
+    connected_at: float | None = Field(default=None, alias="tc")
+    ended_at: float | None = Field(default=None, alias="te")
+    link: LastAgent | None = Field(default=None, alias="link")
     expires_at: float
 
 

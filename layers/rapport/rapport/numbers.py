@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from dataclasses import dataclass
 
 import phonenumbers
 
@@ -16,11 +17,18 @@ def is_e164(value: str) -> bool:
     return bool(_E164.match(value))
 
 
-def normalise(value: str | None) -> str | None:
-    """The E.164 form of a dialable number, or None when it is not one (anonymous, SIP user, garbage).
+@dataclass(frozen=True, slots=True)
+class PhoneNumber:
+    e164: str
+    region: str | None
+    """ISO 3166 region (`DE`, `US`), or None when it cannot be told (including non-geographic numbers
+    such as satellite and international freephone, region `001`)."""
 
-    Accepts what Chime puts in `From`/`To` and what a SIP URI user part carries (`+49 30 …`, `tel:`).
-    """
+
+def parse_number(value: str | None) -> PhoneNumber | None:
+    """A dialable number in E.164 with its region, from one parse; None when it is not one (anonymous,
+    SIP user, garbage). Accepts what Chime puts in `From`/`To` and what a SIP URI user part carries
+    (`+49 30 …`, `tel:`)."""
     if not value or len(value) > 64:
         return None
     candidate = value.strip().removeprefix("tel:")
@@ -31,19 +39,23 @@ def normalise(value: str | None) -> str | None:
     if not phonenumbers.is_possible_number(parsed):
         return None
     formatted = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    return formatted if is_e164(formatted) else None
+    if not is_e164(formatted):
+        return None
+    region = phonenumbers.region_code_for_number(parsed)
+    usable = region if region and len(region) == 2 and region.isalpha() and region != "ZZ" else None
+    return PhoneNumber(formatted, usable)
+
+
+def normalise(value: str | None) -> str | None:
+    """The E.164 form of a dialable number, or None when it is not one."""
+    number = parse_number(value)
+    return number.e164 if number else None
 
 
 def jurisdiction(e164: str | None) -> str | None:
-    """ISO 3166 region of a number (`DE`, `US`), or None when it cannot be told (including
-    non-geographic numbers such as satellite and international freephone, region `001`)."""
-    if e164 is None:
-        return None
-    try:
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
-    except phonenumbers.NumberParseException:
-        return None
-    return region if region and len(region) == 2 and region.isalpha() and region != "ZZ" else None
+    """The region of a number (see `PhoneNumber.region`), or None when it cannot be told."""
+    number = parse_number(e164)
+    return number.region if number else None
 
 
 def caller_key(e164: str, pepper: str) -> str:

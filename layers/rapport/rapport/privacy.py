@@ -1,7 +1,8 @@
 """The privacy gate: which caller data routing may use, as a pure function of jurisdiction and profile.
 
 The rules live in `policy/jurisdictions.json` (versioned with the code); unknown or unlisted countries get
-its `default`, the strictest set.
+its `default`, the strictest set. A profile that could not be read is not an empty profile: the caller may
+have objected, so nothing profile-based is used or kept for that call.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rapport.models import CallerProfile
+from rapport.explain import privacy_reasons
+from rapport.models import CallerProfile, Grounds, PrivacyFacts
 
 RULES_FILE = Path(__file__).parent / "policy" / "jurisdictions.json"
 
@@ -58,22 +60,41 @@ class Rules(BaseModel):
 
 
 class Permissions(BaseModel):
-    """What routing may use for one call, and the sentences that explain it."""
+    """What routing may use for one call, and the facts that explain it."""
 
     model_config = ConfigDict(frozen=True)
 
-    jurisdiction: str | None
-    rule_set: str
-    policy_version: str
-    use_interests: bool
-    use_known_agent: bool
+    facts: PrivacyFacts
     retention_days: Retention
-    reasons: list[str]
+
+    @property
+    def use_interests(self) -> bool:
+        return self.facts.interests
+
+    @property
+    def use_known_agent(self) -> bool:
+        return self.facts.known_agent
 
     @property
     def keep_last_agent(self) -> bool:
         """The last-agent link may be written on the same basis on which it may be read."""
-        return self.use_known_agent
+        return self.facts.known_agent
+
+    @property
+    def jurisdiction(self) -> str | None:
+        return self.facts.jurisdiction
+
+    @property
+    def rule_set(self) -> str:
+        return self.facts.rule_set
+
+    @property
+    def policy_version(self) -> str:
+        return self.facts.policy_version
+
+    @property
+    def reasons(self) -> list[str]:
+        return privacy_reasons(self.facts)
 
 
 @cache
@@ -82,33 +103,43 @@ def load_rules(path: Path = RULES_FILE) -> Rules:
     return Rules.model_validate(json.loads(path.read_text(encoding="utf-8")))
 
 
-def _allowed(basis: Basis, purpose: str, profile: CallerProfile | None) -> tuple[bool, str]:
+def _allowed(basis: Basis, purpose: str, profile: CallerProfile | None) -> tuple[bool, Grounds]:
     if basis is Basis.NEVER:
-        return False, "not permitted here"
+        return False, Grounds.NOT_PERMITTED
     if profile is not None and profile.objected:
-        return False, "the caller objected"
+        return False, Grounds.OBJECTED
     if basis is Basis.LEGITIMATE_INTEREST:
-        return True, "legitimate interest, no objection on record"
+        return True, Grounds.LEGITIMATE_INTEREST
     if profile is not None and profile.consented_to(purpose):
-        return True, "the caller consented"
-    return False, "needs consent, none on record"
+        return True, Grounds.CONSENTED
+    return False, Grounds.NEEDS_CONSENT
 
 
-def permissions(rules: Rules, region: str | None, profile: CallerProfile | None) -> Permissions:
-    """Decide what profile data may be used for this caller. Pure; no I/O."""
+def permissions(
+    rules: Rules, region: str | None, profile: CallerProfile | None, *, profile_readable: bool = True
+) -> Permissions:
+    """Decide what profile data may be used for this caller. Pure; no I/O.
+
+    With `profile_readable=False` (the profile could not be read) nothing is allowed, whatever the
+    jurisdiction: an objection or a withdrawn consent may be on record.
+    """
     rule_name, rule_set = rules.for_jurisdiction(region)
-    use_interests, interest_why = _allowed(rule_set.interest_routing, INTEREST_ROUTING, profile)
-    use_known, known_why = _allowed(rule_set.known_agent, KNOWN_AGENT, profile)
-    where = f"{rule_set.label} [policy {rules.version}]"
+    if profile_readable:
+        use_interests, interest_grounds = _allowed(rule_set.interest_routing, INTEREST_ROUTING, profile)
+        use_known, known_grounds = _allowed(rule_set.known_agent, KNOWN_AGENT, profile)
+    else:
+        use_interests, interest_grounds = False, Grounds.PROFILE_UNREADABLE
+        use_known, known_grounds = False, Grounds.PROFILE_UNREADABLE
     return Permissions(
-        jurisdiction=region,
-        rule_set=rule_name,
-        policy_version=rules.version,
-        use_interests=use_interests,
-        use_known_agent=use_known,
+        facts=PrivacyFacts(
+            jurisdiction=region,
+            rule_set=rule_name,
+            label=rule_set.label,
+            policy_version=rules.version,
+            interests=use_interests,
+            interests_grounds=interest_grounds,
+            known_agent=use_known,
+            known_agent_grounds=known_grounds,
+        ),
         retention_days=rule_set.retention_days,
-        reasons=[
-            f"{where}: interest data {'used' if use_interests else 'not used'} ({interest_why})",
-            f"{where}: last-agent link {'used' if use_known else 'not used'} ({known_why})",
-        ],
     )

@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rapport.models import Agent, CallerContext, Candidate, Decision, Interest, RoutingMode
+from rapport.models import (
+    CallerContext,
+    Candidate,
+    Decision,
+    Interest,
+    InterestFact,
+    Note,
+    NoteCode,
+    ProductStats,
+    RoutingMode,
+    Skill,
+)
 from rapport.privacy import Permissions
 from rapport.scoring import conversion_rate, faded_score
+
+
+class Routable(Protocol):
+    """What routing looks at of an agent (a stored `Agent`, or a `PooledAgent` from a pool view)."""
+
+    @property
+    def agent_id(self) -> str: ...
+    @property
+    def pool(self) -> str: ...
+    @property
+    def proficiency(self) -> Mapping[str, int]: ...
+    @property
+    def stats(self) -> Mapping[str, ProductStats]: ...
+    @property
+    def idle_since(self) -> float: ...
+    def is_available(self, now: float, call_tag: str | None = None) -> bool: ...
 
 
 class RoutingPolicy(BaseModel):
@@ -22,17 +49,6 @@ class RoutingPolicy(BaseModel):
     conversion_prior: float = Field(default=0.2, gt=0, le=1)
     conversion_prior_weight: float = Field(default=5.0, gt=0)
     max_candidates: int = Field(default=5, ge=1, le=50)
-
-
-def _day(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%d %b").lstrip("0")
-
-
-def _idle(agent: Agent, now: float) -> str:
-    if agent.idle_since <= 0:
-        return "no call taken yet"
-    minutes = int(max(0.0, now - agent.idle_since) // 60)
-    return f"idle for {minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"idle for {minutes} min"
 
 
 def current_interests(
@@ -48,95 +64,111 @@ def current_interests(
 
 
 def _interest_candidate(
-    agent: Agent, interests: dict[str, tuple[float, Interest]], policy: RoutingPolicy
+    agent: Routable, interests: dict[str, tuple[float, Interest]], policy: RoutingPolicy
 ) -> Candidate | None:
     total = 0.0
-    reasons: list[str] = []
-    for product, (score, interest) in sorted(interests.items(), key=lambda item: -item[1][0]):
+    skills: dict[str, Skill] = {}
+    for product, (score, _) in sorted(interests.items(), key=lambda item: -item[1][0]):
         proficiency = agent.proficiency.get(product)
         if proficiency is None:
             continue
-        rate = conversion_rate(agent, product, policy.conversion_prior, policy.conversion_prior_weight)
+        rate = conversion_rate(agent.stats, product, policy.conversion_prior, policy.conversion_prior_weight)
         total += score * (proficiency / 5) * rate
-        sources = ", ".join(interest.sources) or "unknown source"
-        reasons.append(
-            f"interest in `{product}` {score:.2f} from {sources} of {_day(interest.updated_at)}"
-            f" → agent `{agent.agent_id}`, proficiency {proficiency}, conversion {rate:.0%}"
-        )
+        skills[product] = Skill(proficiency=proficiency, conversion=round(rate, 4))
     if total <= 0:
         return None
     return Candidate(
-        agent_id=agent.agent_id, mode=RoutingMode.INTEREST, score=round(total, 4), reasons=reasons
+        agent_id=agent.agent_id,
+        mode=RoutingMode.INTEREST,
+        pool=agent.pool,
+        score=round(total, 4),
+        skills=skills,
     )
 
 
 def choose_agent(
     *,
-    agents: Sequence[Agent],
+    agents: Sequence[Routable],
     context: CallerContext,
     permissions: Permissions,
     live_interests: Sequence[Interest],
-    call_id: str,
+    call_tag: str | None,
     now: float,
     policy: RoutingPolicy | None = None,
 ) -> Decision:
     """Rank the agents for one call: known agent, then interest match, then longest idle, else fallback.
 
     The first candidate is the one to ring; the rest are the failover order. Only data that
-    `permissions` allows is looked at, and the decision says so in its reasons.
+    `permissions` allows is looked at, and the decision records why.
     """
     policy = policy or RoutingPolicy()
-    reasons = list(permissions.reasons)
+    notes: list[Note] = []
     available = sorted(
-        (agent for agent in agents if agent.is_available(now, call_id)),
+        (agent for agent in agents if agent.is_available(now, call_tag)),
         key=lambda agent: (agent.idle_since, agent.agent_id),
     )
     by_id = {agent.agent_id: agent for agent in available}
     candidates: list[Candidate] = []
+    used: dict[str, InterestFact] = {}
 
     last = context.last_agent
     if permissions.use_known_agent and last is not None and last.expires_at > now:
-        if last.agent_id in by_id:
+        known = by_id.get(last.agent_id)
+        if known is not None:
             candidates.append(
                 Candidate(
-                    agent_id=last.agent_id,
+                    agent_id=known.agent_id,
                     mode=RoutingMode.KNOWN_AGENT,
-                    reasons=[f"the caller spoke with `{last.agent_id}` on {_day(last.at)}; available now"],
+                    pool=known.pool,
+                    known_since=last.at,
                 )
             )
         else:
-            reasons.append(f"the caller's last agent `{last.agent_id}` is not available")
+            notes.append(Note(code=NoteCode.LAST_AGENT_BUSY, detail=last.agent_id))
 
     if permissions.use_interests:
         interests = current_interests(context.interests, live_interests, now, policy)
         if interests:
-            known = {candidate.agent_id for candidate in candidates}
+            listed = {candidate.agent_id for candidate in candidates}
             matched = [
                 candidate
                 for agent in available
-                if agent.agent_id not in known
+                if agent.agent_id not in listed
                 and (candidate := _interest_candidate(agent, interests, policy)) is not None
             ]
             # sorted() is stable, so equal scores keep the longest-idle order of `available`.
             candidates += sorted(matched, key=lambda candidate: -candidate.score)
+            used = {
+                product: InterestFact(score=round(score, 2), sources=interest.sources, at=interest.updated_at)
+                for product, (score, interest) in interests.items()
+            }
             if not matched:
-                reasons.append("no available agent knows the products the caller is interested in")
+                notes.append(Note(code=NoteCode.NO_AGENT_KNOWS_PRODUCTS))
         else:
-            reasons.append("no current interest on record")
+            notes.append(Note(code=NoteCode.NO_CURRENT_INTEREST))
 
-    chosen = {candidate.agent_id for candidate in candidates}
-    for agent in available:
-        if agent.agent_id not in chosen:
-            candidates.append(
-                Candidate(
-                    agent_id=agent.agent_id,
-                    mode=RoutingMode.ANY_AVAILABLE,
-                    reasons=[f"agent `{agent.agent_id}` available, {_idle(agent, now)}"],
-                )
-            )
+    listed = {candidate.agent_id for candidate in candidates}
+    candidates += [
+        Candidate(
+            agent_id=agent.agent_id,
+            mode=RoutingMode.ANY_AVAILABLE,
+            pool=agent.pool,
+            idle_since=agent.idle_since,
+        )
+        for agent in available
+        if agent.agent_id not in listed
+    ]
 
     candidates = candidates[: policy.max_candidates]
     if not candidates:
-        reasons.append("no agent is available")
-        return Decision(mode=RoutingMode.FALLBACK, candidates=[], reasons=reasons)
-    return Decision(mode=candidates[0].mode, candidates=candidates, reasons=reasons)
+        notes.append(Note(code=NoteCode.NO_AGENT_AVAILABLE))
+        return Decision(mode=RoutingMode.FALLBACK, candidates=[], privacy=permissions.facts, notes=notes)
+    # The record keeps only the interests that put a listed candidate there.
+    kept = {product for candidate in candidates for product in candidate.skills}
+    return Decision(
+        mode=candidates[0].mode,
+        candidates=candidates,
+        interests={product: fact for product, fact in used.items() if product in kept},
+        privacy=permissions.facts,
+        notes=notes,
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from rapport.models import Agent, Interest
+from collections.abc import Mapping
+
+from rapport.models import Interest, ProductStats
 
 DAY = 86_400.0
 
@@ -15,12 +17,14 @@ def faded_score(interest: Interest, now: float, half_life_days: float) -> float:
     return float(interest.score * 0.5 ** (age_days / half_life_days))
 
 
-def conversion_rate(agent: Agent, product: str, prior: float, prior_weight: float) -> float:
+def conversion_rate(
+    stats: Mapping[str, ProductStats], product: str, prior: float, prior_weight: float
+) -> float:
     """Sales per call for this product, pulled towards `prior` while there are few calls.
 
     An agent with no history scores the prior instead of zero, so a new agent is tried (explored)
     rather than starved by colleagues with a long record.
     """
-    stats = agent.stats.get(product)
-    calls, sales = (stats.calls, stats.sales) if stats else (0, 0)
+    record = stats.get(product)
+    calls, sales = (record.calls, record.sales) if record else (0, 0)
     return (sales + prior * prior_weight) / (calls + prior_weight)

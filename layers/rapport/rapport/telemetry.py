@@ -9,6 +9,7 @@ deployments in one account keep their own figures and the template's alarms can 
 from __future__ import annotations
 
 import os
+import threading
 from enum import StrEnum
 
 from aws_lambda_powertools import Logger
@@ -16,9 +17,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 from rapport import SERVICE_NAME
-from rapport.calls import CallState, Route, RouteKind, Stage
+from rapport.call import CallState, Route, RouteKind, Stage
 from rapport.models import RoutingMode
-from rapport.store import RequestTiming
+from rapport.store.timing import RequestTiming
 
 logger = Logger(service=SERVICE_NAME, child=True)
 
@@ -63,13 +64,26 @@ FALLBACK_KINDS = (RouteKind.FALLBACK_NUMBER, RouteKind.MESSAGE)
 BEFORE_FALLBACK = (Stage.AGENT, Stage.CONNECTED)
 
 
+# One Powertools provider per thread, reused from invocation to invocation (flushing empties it): building
+# one costs more than the rest of the metrics work, and a Lambda container runs one invocation at a time.
+_providers = threading.local()
+
+
+def _provider(namespace: str) -> AmazonCloudWatchEMFProvider:
+    provider: AmazonCloudWatchEMFProvider | None = getattr(_providers, namespace, None)
+    if provider is None:
+        provider = AmazonCloudWatchEMFProvider(namespace=namespace, service=SERVICE_NAME)
+        setattr(_providers, namespace, provider)
+    provider.clear_metrics()
+    return provider
+
+
 class CallMetrics:
     """One invocation's metrics. Recording never raises; `flush` prints them and never raises either."""
 
     def __init__(self, namespace: str | None = None, stack: str | None = None) -> None:
-        self._emf = AmazonCloudWatchEMFProvider(
-            namespace=namespace or os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE,
-            service=SERVICE_NAME,
+        self._emf = _provider(
+            namespace or os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
         )
         self._stack = stack or os.environ.get("RAPPORT_STACK_NAME") or LOCAL_STACK_NAME
 

@@ -1,0 +1,262 @@
+"""Agent pools: how a call finds candidates in bounded work, whatever the size of the roster.
+
+Agents are kept in pools of up to ~16 (docs/data-model.md). A pool is read in one request and an agent in
+it is reserved with one conditional write on the pool's availability item, which answers with the
+pool's fresh availability. Each container keeps what it last saw of the pools it uses (`PoolViews`):
+routing data for `ROSTER_MAX_AGE`, availability for `AVAILABILITY_MAX_AGE`, refreshed by every answer
+to its own writes. The conditional reservation, not the view, decides who gets an agent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from pydantic import Field
+
+from rapport.models import (
+    Agent,
+    AgentEndpoint,
+    AgentId,
+    AgentState,
+    Model,
+    Presence,
+    ProductId,
+    ProductStats,
+    Proficiency,
+)
+
+AVAILABILITY_MAX_AGE = 5.0
+"""Seconds a container trusts what it saw of a pool's availability before reading the pool again."""
+ROSTER_MAX_AGE = 60.0
+"""Seconds a container trusts a pool's routing data (skills, endpoints, stats) and the pool directory."""
+POOL_TURN_SECONDS = 5.0
+"""How long a container keeps taking agents from the same pool before it picks another at random, so
+that every pool's agents are offered calls, not only those of the pools a busy container started on."""
+
+
+def call_tag(call_id: str) -> str:
+    """The short, fixed-size mark a call leaves on the agent it holds (12 hex characters)."""
+    return hashlib.blake2b(call_id.encode(), digest_size=6).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """An agent's availability, as the pool's availability item holds it. A plain dataclass: every write's
+    answer carries a pool's worth of them, so they are decoded on the hot path."""
+
+    presence: Presence = Presence.ONLINE
+    state: AgentState = AgentState.IDLE
+    busy_until: float = 0.0
+    idle_since: float = 0.0
+    held_by: str | None = None
+    no_answers: int = 0
+    wrap_up_seconds: int = 30
+
+    def free_for(self, tag: str | None, now: float) -> bool:
+        """Online and not held, or held by the call tagged `tag` (a repeated event finds its agent)."""
+        return self.presence is Presence.ONLINE and (
+            self.busy_until <= now or (tag is not None and self.held_by == tag)
+        )
+
+
+class Member(Model):
+    """What routing needs to know of an agent that changes rarely: skills, record, where they ring."""
+
+    endpoint: AgentEndpoint
+    proficiency: dict[ProductId, Proficiency] = Field(default_factory=dict)
+    stats: dict[ProductId, ProductStats] = Field(default_factory=dict)
+
+
+def seat_of(agent: Agent) -> Seat:
+    return Seat(
+        presence=agent.presence,
+        state=agent.state,
+        busy_until=agent.busy_until,
+        idle_since=agent.idle_since,
+        held_by=agent.reserved_by,
+        no_answers=agent.no_answers,
+        wrap_up_seconds=agent.wrap_up_seconds,
+    )
+
+
+def member_of(agent: Agent) -> Member:
+    return Member(endpoint=agent.endpoint, proficiency=agent.proficiency, stats=agent.stats)
+
+
+@dataclass(frozen=True, slots=True)
+class PooledAgent:
+    """An agent as one pool view shows them to routing: `Member` and `Seat` side by side."""
+
+    agent_id: AgentId
+    pool: str
+    member: Member
+    seat: Seat
+
+    @property
+    def endpoint(self) -> AgentEndpoint:
+        return self.member.endpoint
+
+    @property
+    def proficiency(self) -> Mapping[str, int]:
+        return self.member.proficiency
+
+    @property
+    def stats(self) -> Mapping[str, ProductStats]:
+        return self.member.stats
+
+    @property
+    def idle_since(self) -> float:
+        return self.seat.idle_since
+
+    def is_available(self, now: float, call_tag: str | None = None) -> bool:
+        return self.seat.free_for(call_tag, now)
+
+
+@dataclass(frozen=True)
+class PoolView:
+    """One pool as a container last saw it."""
+
+    pool_id: str
+    members: Mapping[str, Member]
+    seats: Mapping[str, Seat]
+    roster_at: float
+    """When the routing data was read."""
+    seats_at: float
+    """When the availability was read, or returned by a write."""
+
+    @property
+    def agents(self) -> list[PooledAgent]:
+        return [
+            PooledAgent(agent_id, self.pool_id, member, seat)
+            for agent_id, member in self.members.items()
+            if (seat := self.seats.get(agent_id)) is not None
+        ]
+
+    def fresh(self, now: float) -> bool:
+        return now - self.seats_at < AVAILABILITY_MAX_AGE and now - self.roster_at < ROSTER_MAX_AGE
+
+    def has_free_agent(self, now: float) -> bool:
+        return any(seat.free_for(None, now) for seat in self.seats.values())
+
+    def with_seats(self, seats: Mapping[str, Seat], now: float) -> PoolView:
+        """The pool with its availability as a failed write reported it (all of it, fresh)."""
+        return PoolView(self.pool_id, self.members, seats, self.roster_at, now)
+
+    def with_hold(self, agent_id: str, tag: str, hold_until: float) -> PoolView:
+        """The pool after this container reserved one agent (the rest as old as it was)."""
+        seat = self.seats.get(agent_id)
+        if seat is None:
+            return self
+        held = replace(seat, state=AgentState.RINGING, busy_until=hold_until, held_by=tag)
+        return PoolView(
+            self.pool_id, self.members, {**self.seats, agent_id: held}, self.roster_at, self.seats_at
+        )
+
+
+class Directory(Model):
+    """Which pools exist, and which of them hold the agents who know a product best."""
+
+    pools: tuple[str, ...] = ()
+    by_product: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+
+ANY_POOL = ""
+
+
+class PoolViews:
+    """A container's memory of pools: views, the directory, and the pool it currently takes agents from.
+
+    Safe to share between threads (local runs serve many calls from one container); in Lambda one
+    invocation uses it at a time.
+    """
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._lock = threading.Lock()
+        self._views: dict[str, PoolView] = {}
+        self._directory: tuple[Directory, float] | None = None
+        self._turns: dict[str, tuple[str, float]] = {}
+        self._random = rng or random.Random()  # noqa: S311 - spreads load; not a secret
+
+    def directory(self, now: float) -> Directory | None:
+        """The directory, unless it is older than `ROSTER_MAX_AGE` (then it must be read again)."""
+        known = self._directory
+        return known[0] if known is not None and now - known[1] < ROSTER_MAX_AGE else None
+
+    def remember_directory(self, directory: Directory, now: float) -> None:
+        self._directory = (directory, now)
+
+    def view(self, pool_id: str, now: float) -> PoolView | None:
+        """The view of a pool if it is fresh enough to route on, else None."""
+        view = self._views.get(pool_id)
+        return view if view is not None and view.fresh(now) else None
+
+    def remember(self, view: PoolView) -> None:
+        with self._lock:
+            self._views[view.pool_id] = view
+
+    def remember_seats(self, pool_id: str, seats: Mapping[str, Seat], now: float) -> None:
+        """A failed write's answer: the pool's availability as it is now (kept if its roster is known)."""
+        with self._lock:
+            view = self._views.get(pool_id)
+            if view is not None and now - view.roster_at < ROSTER_MAX_AGE:
+                self._views[pool_id] = view.with_seats(seats, now)
+
+    def remember_hold(self, pool_id: str, agent_id: str, tag: str, hold_until: float) -> None:
+        """This container reserved an agent: its next calls must not pick them."""
+        with self._lock:
+            view = self._views.get(pool_id)
+            if view is not None:
+                self._views[pool_id] = view.with_hold(agent_id, tag, hold_until)
+
+    def pool_for(self, group: str, pools: Iterable[str], now: float) -> str | None:
+        """The pool this container takes `group`'s agents from (group: a product, or `ANY_POOL`).
+
+        Kept for `POOL_TURN_SECONDS` while it has free agents as far as the container knows, then
+        another one at random, so that over time every pool is offered calls.
+        """
+        choices = tuple(pools)
+        if not choices:
+            return None
+        with self._lock:
+            current = self._turns.get(group)
+            if current is not None and current[0] in choices and now - current[1] < POOL_TURN_SECONDS:
+                view = self._views.get(current[0])
+                if view is None or not view.fresh(now) or view.has_free_agent(now):
+                    return current[0]
+            known_full = {
+                pool_id
+                for pool_id in choices
+                if (view := self._views.get(pool_id)) is not None
+                and view.fresh(now)
+                and not view.has_free_agent(now)
+            }
+            open_pools = [pool_id for pool_id in choices if pool_id not in known_full] or list(choices)
+            chosen = self._random.choice(open_pools)
+            self._turns[group] = (chosen, now)
+            return chosen
+
+    def members(self, pool_id: str, now: float) -> Mapping[str, Member] | None:
+        """A pool's routing data if this container read it recently enough, else None."""
+        view = self._views.get(pool_id)
+        return view.members if view is not None and now - view.roster_at < ROSTER_MAX_AGE else None
+
+    def more_pools(self, seen: Iterable[str], now: float) -> list[str]:
+        """Pools a call has not looked at yet, best bets first: those known to have a free agent, then
+        those this container knows nothing fresh about, in random order."""
+        directory = self.directory(now)
+        if directory is None:
+            return []
+        looked = set(seen)
+        fresh = {
+            pool_id: view for pool_id in directory.pools if (view := self.view(pool_id, now)) is not None
+        }
+        with_free = [
+            pool_id for pool_id, view in fresh.items() if pool_id not in looked and view.has_free_agent(now)
+        ]
+        unknown = [pool_id for pool_id in directory.pools if pool_id not in looked and pool_id not in fresh]
+        self._random.shuffle(unknown)
+        return with_free + unknown

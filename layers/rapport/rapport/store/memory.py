@@ -1,0 +1,294 @@
+"""The store in memory, keeping `DynamoStore`'s promises (the contract tests hold both to them).
+
+For unit tests of the call flow (failover, lost races, outages in milliseconds) and for measuring the
+handler's own work without I/O. `before_request`, when set, is called with each call-path operation's
+name first and may raise a `StoreError` or take its time, as a failing or slow table would.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
+
+from rapport.budget import Deadline
+from rapport.models import (
+    Agent,
+    AgentState,
+    CallerContext,
+    CallerProfile,
+    DecisionRecord,
+    Interest,
+    Product,
+)
+from rapport.pools import Directory, Member, PoolView, Seat, member_of, seat_of
+from rapport.store import MAX_CALL_SECONDS, AgentTaken, ConditionFailed, LetGo, StoreError, StoreUnavailable
+from rapport.store.layout import (
+    CONTEXT_ITEMS,
+    DECISION_PREFIX,
+    INTEREST_PREFIX,
+    PROFILE_SK,
+    pack,
+    pool_fits,
+    record_key,
+)
+
+T = TypeVar("T")
+MIN_REQUEST_SECONDS = 0.05
+
+
+@dataclass
+class _Caller:
+    profile: CallerProfile | None = None
+    interests: dict[str, Interest] = field(default_factory=dict)
+    records: dict[str, DecisionRecord] = field(default_factory=dict)
+    """By sort key, as in the table."""
+
+
+@dataclass
+class _Pool:
+    members: dict[str, Member] = field(default_factory=dict)
+    seats: dict[str, Seat] = field(default_factory=dict)
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._callers: dict[str, _Caller] = {}
+        self._anonymous: dict[str, DecisionRecord] = {}
+        self._pools: dict[str, _Pool] = {}
+        self._agents: dict[str, Agent] = {}
+        self._directory = Directory()
+        self.products: dict[str, Product] = {}
+        self.before_request: Callable[[str], None] | None = None
+        self.requests: list[str] = []
+        """Every call-path operation, in order, as DynamoDB would name it."""
+
+    def _request(self, operation: str, deadline: Deadline | None) -> None:
+        if deadline is not None and deadline.remaining() < MIN_REQUEST_SECONDS:
+            raise StoreUnavailable(f"time budget spent before {operation}")
+        self.requests.append(operation)
+        if self.before_request is not None:
+            self.before_request(operation)
+
+    # -- the call path --------------------------------------------------------------------------------
+
+    def together(self, requests: Sequence[Callable[[], T]], deadline: Deadline) -> list[T | StoreError]:
+        results: list[T | StoreError] = []
+        for request in requests:
+            try:
+                results.append(request())
+            except StoreError as error:
+                results.append(error)
+        return results
+
+    def caller_context(self, caller_key: str, now: float, deadline: Deadline) -> CallerContext:
+        self._request("Query", deadline)
+        with self._lock:
+            caller = self._callers.get(caller_key, _Caller())
+            items: list[tuple[str, object]] = [(PROFILE_SK, caller.profile)] if caller.profile else []
+            items += [
+                (f"{INTEREST_PREFIX}{product}", interest) for product, interest in caller.interests.items()
+            ]
+            items += list(caller.records.items())
+        items.sort(key=lambda entry: entry[0], reverse=True)
+        context = CallerContext()
+        interests: list[Interest] = []
+        for sk, value in items[:CONTEXT_ITEMS]:
+            if isinstance(value, CallerProfile):
+                context = context.model_copy(update={"profile": value})
+            elif isinstance(value, Interest) and (value.expires_at is None or value.expires_at > now):
+                interests.append(value)
+            elif (
+                isinstance(value, DecisionRecord)
+                and sk.startswith(DECISION_PREFIX)
+                and value.expires_at > now
+                and context.last_agent is None
+                and value.link is not None
+                and value.link.expires_at > now
+            ):
+                context = context.model_copy(update={"last_agent": value.link})
+        return context.model_copy(update={"interests": interests})
+
+    def pool(self, pool_id: str, now: float, deadline: Deadline) -> PoolView:
+        self._request("Query", deadline)
+        with self._lock:
+            pool = self._pools.get(pool_id, _Pool())
+            return PoolView(pool_id, dict(pool.members), dict(pool.seats), roster_at=now, seats_at=now)
+
+    def directory(self, deadline: Deadline) -> Directory:
+        self._request("GetItem", deadline)
+        return self._directory
+
+    def reserve(
+        self,
+        pool_id: str,
+        agent_id: str,
+        tag: str,
+        now: float,
+        hold_until: float,
+        deadline: Deadline,
+        let_go: LetGo | None = None,
+    ) -> None:
+        self._request("UpdateItem", deadline)
+        with self._lock:
+            seats = self._pools.get(pool_id, _Pool()).seats
+            if (seat := seats.get(agent_id)) is None or not seat.free_for(tag, now):
+                raise AgentTaken(f"{agent_id} is not free", dict(seats))
+            if let_go is not None and let_go.agent_id != agent_id:
+                self._free(seats, let_go, tag, now)
+            seats[agent_id] = replace(seat, state=AgentState.RINGING, busy_until=hold_until, held_by=tag)
+
+    def let_go(self, pool_id: str, agent: LetGo, tag: str, now: float, deadline: Deadline) -> None:
+        self._request("UpdateItem", deadline)
+        with self._lock:
+            self._free(self._pools.get(pool_id, _Pool()).seats, agent, tag, now)
+
+    @staticmethod
+    def _free(seats: dict[str, Seat], agent: LetGo, tag: str, now: float) -> None:
+        seat = seats.get(agent.agent_id)
+        if seat is None or seat.held_by != tag:
+            return
+        if agent.missed:
+            seats[agent.agent_id] = replace(
+                seat,
+                state=AgentState.IDLE,
+                busy_until=now,
+                idle_since=now,
+                held_by=None,
+                no_answers=seat.no_answers + 1,
+            )
+        else:
+            seats[agent.agent_id] = replace(seat, state=AgentState.IDLE, busy_until=now, held_by=None)
+
+    def _held(self, pool_id: str, agent_id: str, tag: str) -> dict[str, Seat]:
+        seats = self._pools.get(pool_id, _Pool()).seats
+        seat = seats.get(agent_id)
+        if seat is None or seat.held_by != tag:
+            raise ConditionFailed(f"{agent_id} is not held by this call")
+        return seats
+
+    def connect(self, pool_id: str, agent_id: str, tag: str, now: float, deadline: Deadline) -> None:
+        self._request("UpdateItem", deadline)
+        with self._lock:
+            seats = self._held(pool_id, agent_id, tag)
+            seats[agent_id] = replace(
+                seats[agent_id], state=AgentState.ON_CALL, busy_until=now + MAX_CALL_SECONDS, no_answers=0
+            )
+
+    def release(
+        self, pool_id: str, agent_id: str, tag: str, now: float, talked: bool, deadline: Deadline
+    ) -> None:
+        self._request("UpdateItem", deadline)
+        with self._lock:
+            seats = self._held(pool_id, agent_id, tag)
+            seat = seats[agent_id]
+            if talked:
+                free_at = now + seat.wrap_up_seconds
+                seats[agent_id] = replace(
+                    seat, state=AgentState.WRAP_UP, busy_until=free_at, idle_since=free_at, held_by=None
+                )
+            else:
+                seats[agent_id] = replace(seat, state=AgentState.IDLE, busy_until=now, held_by=None)
+
+    def put_record(self, record: DecisionRecord, deadline: Deadline) -> None:
+        self._request("PutItem", deadline)
+        key = record_key(record.caller_key, record.call_id, record.decided_at)
+        with self._lock:
+            if record.caller_key:
+                self._callers.setdefault(record.caller_key, _Caller()).records[key["sk"]] = record
+            else:
+                self._anonymous[record.call_id] = record
+
+    # -- off the call path ----------------------------------------------------------------------------
+
+    def decision(self, caller_key: str | None, call_id: str) -> DecisionRecord | None:
+        with self._lock:
+            if not caller_key:
+                return self._anonymous.get(call_id)
+            records = self._callers.get(caller_key, _Caller()).records.values()
+            return next((record for record in records if record.call_id == call_id), None)
+
+    def agent(self, agent_id: str) -> Agent | None:
+        with self._lock:
+            stored = self._agents.get(agent_id)
+            if stored is None:
+                return None
+            seat = self._pools[stored.pool].seats.get(agent_id)
+        if seat is None:
+            return stored
+        return stored.model_copy(
+            update={
+                "presence": seat.presence,
+                "state": seat.state,
+                "busy_until": seat.busy_until,
+                "idle_since": seat.idle_since,
+                "reserved_by": seat.held_by,
+                "no_answers": seat.no_answers,
+                "wrap_up_seconds": seat.wrap_up_seconds,
+            }
+        )
+
+    def agents(self) -> list[Agent]:
+        return [agent for agent_id in list(self._agents) if (agent := self.agent(agent_id)) is not None]
+
+    def put_agent(self, agent: Agent) -> None:
+        with self._lock:
+            existing = self._agents.get(agent.agent_id)
+            pool_id = existing.pool if existing else self._pool_with_room(agent)
+            agent = agent.model_copy(update={"pool": pool_id})
+            pool = self._pools.setdefault(pool_id, _Pool())
+            pool.members[agent.agent_id] = member_of(agent)
+            pool.seats[agent.agent_id] = seat_of(agent)
+            self._agents[agent.agent_id] = agent
+            if existing is None:
+                self._place(agent, pool_id)
+
+    def _pool_with_room(self, agent: Agent) -> str:
+        preferred = self._directory.by_product.get(agent.primary_product() or "", ())
+        for pool_id in [*preferred, *reversed(self._directory.pools)]:
+            members = [a for a in self._agents.values() if a.pool == pool_id]
+            if pool_fits([*members, agent]):
+                return pool_id
+        return str(len(self._directory.pools))
+
+    def _place(self, agent: Agent, pool_id: str) -> None:
+        by_product = dict(self._directory.by_product)
+        primary = agent.primary_product()
+        if primary and pool_id not in by_product.get(primary, ()):
+            by_product[primary] = (*by_product.get(primary, ()), pool_id)
+        pools = (
+            self._directory.pools if pool_id in self._directory.pools else (*self._directory.pools, pool_id)
+        )
+        self._directory = Directory(pools=pools, by_product=by_product)
+
+    def load_roster(self, agents: Sequence[Agent]) -> None:
+        with self._lock:
+            for index, members in enumerate(pack(agents)):
+                pool_id = str(index)
+                for agent in members:
+                    placed = agent.model_copy(update={"pool": pool_id})
+                    pool = self._pools.setdefault(pool_id, _Pool())
+                    pool.members[agent.agent_id] = member_of(placed)
+                    pool.seats[agent.agent_id] = seat_of(placed)
+                    self._agents[agent.agent_id] = placed
+                    self._place(placed, pool_id)
+
+    def put_product(self, product: Product) -> None:
+        self.products[product.product_id] = product
+
+    def put_caller(
+        self,
+        caller_key: str,
+        profile: CallerProfile | None,
+        interests: Sequence[Interest],
+        records: Sequence[DecisionRecord] = (),
+    ) -> None:
+        with self._lock:
+            caller = self._callers.setdefault(caller_key, _Caller())
+            if profile is not None:
+                caller.profile = profile
+            caller.interests.update({interest.product: interest for interest in interests})
+            for record in records:
+                caller.records[record_key(caller_key, record.call_id, record.decided_at)["sk"]] = record
