@@ -3,14 +3,31 @@ matters to it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
-from rapport.models import Agent, AgentEndpoint, CallerProfile, Consent, EndpointKind, Interest
+from call_state import from_attributes, to_attributes
+from rapport.call import CallState, Stage
+from rapport.models import (
+    Agent,
+    AgentEndpoint,
+    Attempt,
+    AttemptOutcome,
+    CallerProfile,
+    Candidate,
+    Consent,
+    DecisionRecord,
+    EndpointKind,
+    Interest,
+    RoutingMode,
+)
 from rapport_local.lambda_runner import LocalFunction
 
-# make_router(parameters=..., environment=..., endpoint=...): SmaRouterFunction on the test's table.
+# make_router(parameters=, environment=, endpoint=, table=): SmaRouterFunction on the test's table.
 RouterFactory = Callable[..., LocalFunction]
 
 NOW = 1_790_000_000.0
@@ -54,3 +71,38 @@ def routed_lines(log_lines: list[str], call_id: str | None = None) -> list[dict[
         for entry in entries
         if entry.get("message") == "routed" and (call_id is None or entry.get("call_id") == call_id)
     ]
+
+
+def state_of(attributes: dict[str, str], call_id: str) -> CallState:
+    """The state a call carries, as the router stored it in the SMA's TransactionAttributes."""
+    state = from_attributes(attributes, call_id)
+    assert state is not None, attributes
+    return state
+
+
+@contextlib.contextmanager
+def later(router: LocalFunction, seconds: float) -> Iterator[None]:
+    """Run the block as if `seconds` had passed: the router reads the time once per invocation, and its
+    container's memory of pools ages with that time as it would."""
+    moment = time.time() + seconds
+    with mock.patch.object(router.module, "now", return_value=moment):
+        yield
+
+
+def ringing_attributes(
+    call_id: str, agents: tuple[str, ...] = ("berlin-07", "berlin-03"), *, connected: bool = False
+) -> dict[str, str]:
+    """What a call carries while its first agent rings (or, `connected`, talks), the others waiting."""
+    first = agents[0]
+    outcome = AttemptOutcome.CONNECTED if connected else AttemptOutcome.RINGING
+    record = DecisionRecord(
+        call_id=call_id,
+        decided_at=NOW,
+        mode=RoutingMode.INTEREST,
+        candidates=[Candidate(agent_id=agent_id, mode=RoutingMode.INTEREST, pool="0") for agent_id in agents],
+        attempts=[Attempt(agent_id=first, mode=RoutingMode.INTEREST, pool="0", at=NOW, outcome=outcome)],
+        agent_id=first if connected else None,
+        expires_at=NOW + DAY,
+    )
+    stage = Stage.CONNECTED if connected else Stage.AGENT
+    return to_attributes(CallState(stage=stage, record=record))

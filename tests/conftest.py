@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from builders import RouterFactory
 from rapport import SERVICE_NAME
-from rapport.store import Store
+from rapport.store.dynamodb import DynamoStore
 from rapport_local.engine import DynamoDBLocal, create_table, local_client, local_environment
 from rapport_local.lambda_runner import LocalFunction
 
@@ -42,8 +42,8 @@ def table(dynamodb_endpoint: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def store(dynamodb_endpoint: str, table: str) -> Store:
-    return Store(local_client(dynamodb_endpoint), table)
+def store(dynamodb_endpoint: str, table: str) -> DynamoStore:
+    return DynamoStore(local_client(dynamodb_endpoint), table)
 
 
 @pytest.fixture
@@ -54,6 +54,7 @@ def make_router(dynamodb_endpoint: str, table: str) -> RouterFactory:
         parameters: dict[str, str] | None = None,
         environment: dict[str, str] | None = None,
         endpoint: str | None = None,
+        table: str = table,
     ) -> LocalFunction:
         return LocalFunction(
             "SmaRouterFunction",

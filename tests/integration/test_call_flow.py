@@ -7,11 +7,12 @@ import time
 from typing import Any
 
 import pytest
-from builders import DAY, RouterFactory, agent, interest, profile
-from rapport.models import AgentState, LastAgent
+from builders import DAY, RouterFactory, agent, interest, later, profile, state_of
+from rapport.models import AgentState, AttemptOutcome, Outcome, RoutingMode
 from rapport.numbers import caller_key
+from rapport.pools import call_tag
 from rapport.settings import DEVELOPMENT_PEPPER
-from rapport.store import Store
+from rapport.store.dynamodb import DynamoStore
 from rapport_local.lambda_runner import LocalFunction
 from rapport_local.sma_contract import response_problems
 from rapport_local.sma_driver import SimulatedCall, actions_of, bridge_target
@@ -41,8 +42,12 @@ def bridge_of(response: dict[str, Any]) -> dict[str, Any]:
     return actions_of(response, "CallAndBridge")[0]
 
 
+def mode_of(placed: SimulatedCall) -> RoutingMode:
+    return state_of(placed.attributes, placed.transaction_id).mode
+
+
 @pytest.fixture
-def shop(store: Store) -> float:
+def shop(store: DynamoStore) -> float:
     """Four free agents; berlin-07 knows headphones best, hamburg-02 routers, nobody has a record."""
     now = time.time()
     store.put_agent(agent("berlin-07", now - 3000, proficiency={"x200-headphones": 5}))
@@ -53,7 +58,7 @@ def shop(store: Store) -> float:
 
 
 def test_first_call_goes_to_the_agent_matching_the_callers_interest(
-    router: LocalFunction, store: Store, shop: float
+    router: LocalFunction, store: DynamoStore, shop: float
 ) -> None:
     store.put_caller(
         key(LENA_DE), profile(consents={"interest_routing": True}), [interest("x200-headphones", 0.9, shop)]
@@ -61,20 +66,35 @@ def test_first_call_goes_to_the_agent_matching_the_callers_interest(
     lena = call(router, LENA_DE)
     response = lena.new_inbound()
     assert bridge_target(response) == "berlin-07"
-    assert lena.attributes["rp_mode"] == "interest"
+    assert mode_of(lena) is RoutingMode.INTEREST
     reserved = store.agent("berlin-07")
-    assert (
-        reserved is not None
-        and reserved.state is AgentState.RINGING
-        and reserved.reserved_by == lena.transaction_id
+    assert reserved is not None and reserved.state is AgentState.RINGING
+    assert reserved.reserved_by == call_tag(lena.transaction_id)
+    # Nobody else is held for the call (an early hold it did not need was let go).
+    held = [a.agent_id for a in store.agents() if a.reserved_by == call_tag(lena.transaction_id)]
+    assert held == ["berlin-07"]
+
+
+def test_the_decision_record_is_written_once_when_the_call_ends(
+    router: LocalFunction, store: DynamoStore, shop: float
+) -> None:
+    store.put_caller(
+        key(LENA_DE), profile(consents={"interest_routing": True}), [interest("x200-headphones", 0.9, shop)]
     )
+    lena = call(router, LENA_DE)
+    response = lena.new_inbound()
+    assert store.decision(key(LENA_DE), lena.transaction_id) is None  # not yet: it travels with the call
+    lena.bridge_answered(bridge_of(response))
+    lena.hangup("LEG-A")
     record = store.decision(key(LENA_DE), lena.transaction_id)
-    assert record is not None and record.agent_id == "berlin-07"
-    assert any("x200-headphones" in reason for reason in record.candidates[0].reasons)
+    assert record is not None and record.agent_id == "berlin-07" and record.outcome is Outcome.ENDED
+    assert record.candidates[0].skills["x200-headphones"].proficiency == 5
+    assert record.interests["x200-headphones"].sources == ["social"]
+    assert record.privacy.rule_set == "DE" and record.privacy.interests is True
 
 
 def test_no_answer_fails_over_then_releases_and_counts_the_missed_call(
-    router: LocalFunction, store: Store, shop: float
+    router: LocalFunction, store: DynamoStore, shop: float
 ) -> None:
     store.put_caller(
         key(LENA_DE), profile(consents={"interest_routing": True}), [interest("x200-headphones", 0.9, shop)]
@@ -86,12 +106,14 @@ def test_no_answer_fails_over_then_releases_and_counts_the_missed_call(
     missed = store.agent("berlin-07")
     assert missed is not None and missed.state is AgentState.IDLE and missed.reserved_by is None
     assert missed.no_answers == 1
+    lena.hangup("LEG-A")
     record = store.decision(key(LENA_DE), lena.transaction_id)
-    assert record is not None and record.attempts["1"].outcome == "no_answer"
+    assert record is not None and record.attempts[0].outcome is AttemptOutcome.NO_ANSWER
+    assert record.outcome is Outcome.ABANDONED
 
 
 def test_when_nobody_answers_the_caller_hears_the_message(
-    router: LocalFunction, store: Store, shop: float
+    router: LocalFunction, store: DynamoStore, shop: float
 ) -> None:
     mark = call(router, MARK_US)
     response = mark.new_inbound()
@@ -102,8 +124,9 @@ def test_when_nobody_answers_the_caller_hears_the_message(
     assert sorted(rang) == ["berlin-03", "berlin-07", "cologne-04", "hamburg-02"]
     assert [a["Type"] for a in response["Actions"]] == ["Speak", "Hangup"]
     assert all(store.agent(agent_id).reserved_by is None for agent_id in rang)  # type: ignore[union-attr]
+    mark.hangup("LEG-A")
     record = store.decision(key(MARK_US), mark.transaction_id)
-    assert record is not None and record.outcome == "fallback"
+    assert record is not None and record.outcome is Outcome.FALLBACK
 
 
 def test_fallback_number_is_tried_before_the_message(make_router: RouterFactory, shop: float) -> None:
@@ -116,7 +139,7 @@ def test_fallback_number_is_tried_before_the_message(make_router: RouterFactory,
     assert [a["Type"] for a in after_fallback["Actions"]] == ["Speak", "Hangup"]
 
 
-def test_second_call_reaches_the_known_agent(router: LocalFunction, store: Store, shop: float) -> None:
+def test_second_call_reaches_the_known_agent(router: LocalFunction, store: DynamoStore, shop: float) -> None:
     first = call(router, JONAS_DE)
     agent_id = bridge_target(first.new_inbound())
     first.bridge_answered(bridge_of(first.responses[-1]))
@@ -126,59 +149,65 @@ def test_second_call_reaches_the_known_agent(router: LocalFunction, store: Store
     # Germany keeps the link 180 days.
     assert link.expires_at - link.at == pytest.approx(180 * DAY)
 
-    # The agent's wrap-up is over by the time the caller calls again.
-    store.put_agent(agent(str(agent_id), time.time() - 60))
-    again = call(router, JONAS_DE)
-    assert bridge_target(again.new_inbound()) == agent_id
-    assert again.attributes["rp_mode"] == "known_agent"
+    # A day later the agent's wrap-up is long over, and the container has read their pool again.
+    with later(router, DAY):
+        again = call(router, JONAS_DE)
+        assert bridge_target(again.new_inbound()) == agent_id
+        assert mode_of(again) is RoutingMode.KNOWN_AGENT
 
 
 def test_german_caller_without_consent_is_routed_without_interest_data(
-    router: LocalFunction, store: Store, shop: float
+    router: LocalFunction, store: DynamoStore, shop: float
 ) -> None:
     # Jonas's interest in headphones would send him to berlin-07 — but he never consented.
     store.put_caller(key(JONAS_DE), profile(), [interest("x200-headphones", 0.95, shop)])
     jonas = call(router, JONAS_DE)
     response = jonas.new_inbound()
     assert bridge_target(response) == "cologne-04"  # simply the longest idle
-    assert jonas.attributes["rp_mode"] == "any_available"
+    assert mode_of(jonas) is RoutingMode.ANY_AVAILABLE
+    jonas.hangup("LEG-A")
     record = store.decision(key(JONAS_DE), jonas.transaction_id)
-    assert record is not None
-    assert any("interest data not used" in reason and "consent" in reason for reason in record.reasons)
+    assert record is not None and record.privacy.interests is False
+    assert record.privacy.interests_grounds == "needs_consent"
 
 
 def test_objection_switches_off_the_known_agent_and_keeps_no_new_link(
-    router: LocalFunction, store: Store, shop: float
+    router: LocalFunction, store: DynamoStore, shop: float
 ) -> None:
-    now = time.time()
-    earlier = LastAgent(agent_id="hamburg-02", call_id="earlier", at=now - DAY, expires_at=now + 90 * DAY)
-    store.put_caller(key(JONAS_DE), profile(objected=True), [], earlier)
-    jonas = call(router, JONAS_DE)
-    response = jonas.new_inbound()
-    assert bridge_target(response) != "hamburg-02"
-    assert jonas.attributes["rp_link"] == "0"
-    jonas.bridge_answered(bridge_of(response))
+    earlier = call(router, JONAS_DE)
+    earlier_agent = bridge_target(earlier.new_inbound())
+    earlier.bridge_answered(bridge_of(earlier.responses[-1]))
+    earlier.hangup("LEG-A")
+    store.put_caller(key(JONAS_DE), profile(objected=True), [])
+    with later(router, DAY):
+        jonas = call(router, JONAS_DE)
+        response = jonas.new_inbound()
+        assert bridge_target(response) != earlier_agent
+        assert state_of(jonas.attributes, jonas.transaction_id).link_days == 0
+        jonas.bridge_answered(bridge_of(response))
+        jonas.hangup("LEG-A")
     link = store.caller_context(key(JONAS_DE), time.time()).last_agent
-    assert link is not None and link.call_id == "earlier"
+    assert link is not None and link.call_id == earlier.transaction_id
 
 
 def test_caller_from_an_unlisted_country_gets_the_strictest_rules(
-    router: LocalFunction, store: Store, shop: float
+    router: LocalFunction, store: DynamoStore, shop: float
 ) -> None:
     ana = call(router, ANA_BR)
     response = ana.new_inbound()
     ana.bridge_answered(bridge_of(response))
+    ana.hangup("LEG-A")
     assert store.caller_context(key(ANA_BR), time.time()).last_agent is None
 
 
 def test_product_named_in_a_sip_header_counts_as_live_interest(router: LocalFunction, shop: float) -> None:
     mark = call(router, MARK_US, sip_headers={"X-Rapport-Product": "mesh-router-m3"})
     assert bridge_target(mark.new_inbound()) == "hamburg-02"
-    assert mark.attributes["rp_mode"] == "interest"
+    assert mode_of(mark) is RoutingMode.INTEREST
 
 
 def test_hangup_hangs_up_the_other_leg_and_puts_the_agent_into_wrap_up(
-    router: LocalFunction, store: Store, shop: float
+    router: LocalFunction, store: DynamoStore, shop: float
 ) -> None:
     store.put_agent(agent("solo-01", shop - 99999, wrap_up_seconds=45))
     mark = call(router, MARK_US)
@@ -192,11 +221,11 @@ def test_hangup_hangs_up_the_other_leg_and_puts_the_agent_into_wrap_up(
     wrapping = store.agent("solo-01")
     assert wrapping is not None and wrapping.state is AgentState.WRAP_UP
     assert wrapping.busy_until == pytest.approx(time.time() + 45, abs=5)
-    assert store.decision(key(MARK_US), mark.transaction_id).outcome == "ended"  # type: ignore[union-attr]
+    assert store.decision(key(MARK_US), mark.transaction_id).outcome is Outcome.ENDED  # type: ignore[union-attr]
 
 
 def test_caller_hanging_up_while_the_agent_rings_frees_the_agent_at_once(
-    router: LocalFunction, store: Store, shop: float
+    router: LocalFunction, store: DynamoStore, shop: float
 ) -> None:
     mark = call(router, MARK_US)
     agent_id = str(bridge_target(mark.new_inbound()))
@@ -209,17 +238,17 @@ class TestRepeatedEvents:
     """The SMA retries an invocation it got no answer to: the same event twice must do no harm."""
 
     def test_repeated_new_call_rings_the_same_agent_and_holds_no_other(
-        self, router: LocalFunction, store: Store, shop: float
+        self, router: LocalFunction, store: DynamoStore, shop: float
     ) -> None:
         mark = call(router, MARK_US)
         event = mark.event("NEW_INBOUND_CALL", [mark.leg_a])
         first, second = router.invoke(event), router.invoke(event)
         assert bridge_target(first) == bridge_target(second)
-        held = [a.agent_id for a in store.agents() if a.reserved_by == mark.transaction_id]
+        held = [a.agent_id for a in store.agents() if a.reserved_by == call_tag(mark.transaction_id)]
         assert held == [bridge_target(first)]
 
     def test_repeated_no_answer_counts_once_and_rings_the_same_next_agent(
-        self, router: LocalFunction, store: Store, shop: float
+        self, router: LocalFunction, store: DynamoStore, shop: float
     ) -> None:
         mark = call(router, MARK_US)
         first_target = bridge_target(mark.new_inbound())
@@ -236,7 +265,9 @@ class TestRepeatedEvents:
         assert bridge_target(once) == bridge_target(twice) != first_target
         assert store.agent(str(first_target)).no_answers == 1  # type: ignore[union-attr]
 
-    def test_repeated_hangup_releases_once(self, router: LocalFunction, store: Store, shop: float) -> None:
+    def test_repeated_hangup_releases_once(
+        self, router: LocalFunction, store: DynamoStore, shop: float
+    ) -> None:
         mark = call(router, MARK_US)
         target = str(bridge_target(mark.new_inbound()))
         mark.bridge_answered(bridge_of(mark.responses[0]))
@@ -246,14 +277,16 @@ class TestRepeatedEvents:
         # The SMA delivers the same HANGUP again, with the attributes it carried the first time.
         mark.attributes = attributes_before_hangup
         mark.sequence -= 1
-        repeat = mark.event("HANGUP", [mark.leg_a, mark.leg_b], {"Type": "Hangup", "Parameters": {}})  # type: ignore[list-item]
+        legs = [mark.leg_a, mark.leg_b or {}]
+        repeat = mark.event("HANGUP", legs, {"Type": "Hangup", "Parameters": {}})
         time.sleep(0.05)
         response = router.invoke(repeat)
         assert response_problems(response) == []
         assert store.agent(target).busy_until == wrap_until  # type: ignore[union-attr]
+        assert store.decision(key(MARK_US), mark.transaction_id) is not None
 
 
-def test_concurrent_calls_never_share_an_agent(router: LocalFunction, store: Store) -> None:
+def test_concurrent_calls_never_share_an_agent(router: LocalFunction, store: DynamoStore) -> None:
     now = time.time()
     for index in range(6):
         store.put_agent(agent(f"agent-{index}", now - 1000 + index))
@@ -267,11 +300,40 @@ def test_concurrent_calls_never_share_an_agent(router: LocalFunction, store: Sto
     assert sum(1 for r in responses if actions_of(r, "Speak")) == 12
     for c, target in zip(calls, targets, strict=True):
         if target is not None:
-            assert store.agent(target).reserved_by == c.transaction_id  # type: ignore[union-attr]
+            assert store.agent(target).reserved_by == call_tag(c.transaction_id)  # type: ignore[union-attr]
+
+
+def test_two_hundred_simultaneous_calls_for_twenty_agents(
+    make_router: RouterFactory, store: DynamoStore
+) -> None:
+    """Contention on the new model: no agent gets two calls at once, and every call gets an agent or
+    the fallback, never silence. Several containers, as Lambda would run them, race for the same pools."""
+    now = time.time()
+    for index in range(20):
+        store.put_agent(agent(f"agent-{index:02d}", now - 1000 + index))
+    containers = [make_router() for _ in range(4)]
+    calls = [SimulatedCall(lambda event: event, f"+1202555{3000 + index:04d}") for index in range(200)]
+    events = [c.event("NEW_INBOUND_CALL", [c.leg_a]) for c in calls]
+    for container in containers:
+        container.invoke({"InvocationEventType": "RINGING"})
+    share = len(events) // len(containers)
+    responses: list[Any] = []
+    for index, container in enumerate(containers):
+        # Each container serves its share from 25 threads; the shares run one after another here, so
+        # every container also meets agents the others hold, through its stale view.
+        responses += container.invoke_concurrently(events[index * share : (index + 1) * share], workers=25)
+    assert all(response_problems(r) == [] for r in responses)
+    targets = [bridge_target(r) for r in responses]
+    bridged = [t for t in targets if t is not None]
+    assert len(bridged) == len(set(bridged)) == 20
+    assert all(t is not None or actions_of(r, "Speak") for r, t in zip(responses, targets, strict=True))
+    for c, target in zip(calls, targets, strict=True):
+        if target is not None:
+            assert store.agent(target).reserved_by == call_tag(c.transaction_id)  # type: ignore[union-attr]
 
 
 def test_a_late_bridge_failure_after_the_caller_hung_up_does_nothing(
-    router: LocalFunction, store: Store, shop: float
+    router: LocalFunction, store: DynamoStore, shop: float
 ) -> None:
     mark = call(router, MARK_US)
     bridge = bridge_of(mark.new_inbound())
@@ -280,7 +342,7 @@ def test_a_late_bridge_failure_after_the_caller_hung_up_does_nothing(
 
 
 def test_concurrent_calls_that_lose_a_race_still_reach_a_free_agent(
-    router: LocalFunction, store: Store
+    router: LocalFunction, store: DynamoStore
 ) -> None:
     # Every call ranks the same agents first; those that lose the race must move on, not give up.
     now = time.time()

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import agent
-from rapport.store import Store
+from builders import agent, state_of
+from rapport.store.dynamodb import DynamoStore
 from rapport_local.lambda_runner import LocalFunction
 from rapport_local.sma_contract import response_problems
 from rapport_local.sma_driver import actions_of, bridge_target
@@ -47,7 +47,7 @@ def test_every_documented_event_type_has_a_sample() -> None:
 
 
 @pytest.fixture
-def roster(store: Store) -> None:
+def roster(store: DynamoStore) -> None:
     # The agents the samples name, plus a spare, all free.
     now = time.time()
     for index, agent_id in enumerate(["berlin-07", "hamburg-02", "munich-01", "spare-01"]):
@@ -71,10 +71,11 @@ def test_new_call_is_bridged_to_an_agent(router: LocalFunction, name: str) -> No
 
 @pytest.mark.usefixtures("roster")
 def test_unanswered_bridge_rings_the_next_candidate(router: LocalFunction) -> None:
-    response = router.invoke(load("action_failed_call_and_bridge.json"))
+    event = load("action_failed_call_and_bridge.json")
+    response = router.invoke(event)
     # berlin-07 did not answer; hamburg-02 is the next candidate the attributes name.
     assert bridge_target(response) == "hamburg-02"
-    assert response["TransactionAttributes"]["rp_attempt"] == "2"
+    assert state_of(response["TransactionAttributes"], event["CallDetails"]["TransactionId"]).attempt == 2
 
 
 @pytest.mark.usefixtures("roster")
@@ -93,6 +94,23 @@ def test_hangup_of_one_leg_hangs_up_the_other(router: LocalFunction, name: str, 
     remaining = next(p for p in event["CallDetails"]["Participants"] if p["ParticipantTag"] == remaining_tag)
     response = router.invoke(event)
     assert [h["CallId"] for h in actions_of(response, "Hangup")] == [remaining["CallId"]]
+
+
+@pytest.mark.usefixtures("roster")
+@pytest.mark.parametrize(
+    "name", ["hangup_caller_bridged.json", "hangup_agent_bridged.json", "hangup_single_leg.json"]
+)
+def test_hangup_stores_the_decision_record_the_call_carried(
+    router: LocalFunction, store: DynamoStore, name: str
+) -> None:
+    event = load(name)
+    stored = state_of(event["CallDetails"]["TransactionAttributes"], event["CallDetails"]["TransactionId"])
+    router.invoke(event)
+    assert stored.record is not None
+    record = store.decision(stored.caller_key, stored.record.call_id)
+    assert record is not None and record.attempts == [
+        attempt.model_copy(update={"pool": ""}) for attempt in stored.record.attempts
+    ]
 
 
 @pytest.mark.usefixtures("roster")

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from builders import RouterFactory, agent, routed_lines
-from rapport.store import Store
+from builders import RouterFactory, agent, routed_lines, state_of
+from rapport.store.dynamodb import DynamoStore
 from rapport_local.engine import DynamoDBLocal, create_table, local_client
 from rapport_local.faults import DelayProxy, ThrottleCode, throttle
 from rapport_local.lambda_runner import LocalFunction
@@ -30,7 +30,7 @@ CALLERS = ["+493055501042", "+12025550107", "+442079460123", "+5511955501234"]
 AGENTS = ["berlin-07", "berlin-03", "hamburg-02", "leipzig-06", "cologne-04", "munich-01"]
 
 
-def seed_agents(store: Store) -> None:
+def seed_agents(store: DynamoStore) -> None:
     now = time.time()
     for index, agent_id in enumerate(AGENTS):
         store.put_agent(agent(agent_id, idle_since=now - 600 + index))
@@ -121,7 +121,7 @@ def own_engine(table: str) -> Iterator[DynamoDBLocal]:
 def test_calls_keep_getting_answers_after_dynamodb_stops(
     make_router: RouterFactory, own_engine: DynamoDBLocal, table: str, log_lines: list[str]
 ) -> None:
-    store = Store(local_client(own_engine.endpoint), table)
+    store = DynamoStore(local_client(own_engine.endpoint), table)
     seed_agents(store)
     router = make_router(parameters={"FallbackRoute": FALLBACK_NUMBER}, endpoint=own_engine.endpoint)
 
@@ -133,7 +133,7 @@ def test_calls_keep_getting_answers_after_dynamodb_stops(
     ringing = SimulatedCall(router.invoke, CALLERS[1])
     ring = ringing.new_inbound()
     assert bridge_target(ring) in AGENTS
-    assert ringing.attributes["rp_candidates"]  # a next candidate is waiting
+    assert state_of(ringing.attributes, ringing.transaction_id).pending()  # a next candidate is waiting
 
     own_engine.stop()
 
@@ -141,15 +141,17 @@ def test_calls_keep_getting_answers_after_dynamodb_stops(
     response, seconds = timed(newcomer.new_inbound)
     assert_answered_in_time(response, seconds)
     assert bridge_target(response) == FALLBACK_NUMBER
+    # The container still remembers the pool it read a moment ago; the write to reserve fails.
     assert re.search(
-        r"agent roster unavailable \(.*Connection\w*Error", routed_reasons(log_lines, newcomer)[0]
+        r"(agents unavailable|could not reserve an agent) \(.*Connection\w*Error",
+        routed_reasons(log_lines, newcomer)[0],
     )
 
     response, seconds = timed(ringing.bridge_failed, actions_of(ring, "CallAndBridge")[0])
     assert_answered_in_time(response, seconds)
     assert bridge_target(response) == FALLBACK_NUMBER
     assert re.search(
-        r"could not reserve the next agent \(.*Connection\w*Error", routed_reasons(log_lines, ringing)[-1]
+        r"could not reserve an agent \(.*Connection\w*Error", routed_reasons(log_lines, ringing)[-1]
     )
 
     assert talking.leg_b is not None
@@ -169,7 +171,9 @@ def slow_link(dynamodb_endpoint: str) -> Iterator[DelayProxy]:
 
 
 @pytest.fixture
-def router_behind_proxy(make_router: RouterFactory, store: Store, slow_link: DelayProxy) -> LocalFunction:
+def router_behind_proxy(
+    make_router: RouterFactory, store: DynamoStore, slow_link: DelayProxy
+) -> LocalFunction:
     seed_agents(store)
     return make_router(endpoint=slow_link.endpoint)
 
@@ -211,11 +215,11 @@ def warm(router: LocalFunction) -> Any:
 
 @pytest.mark.parametrize("code", ["ThrottlingException", "ProvisionedThroughputExceededException"])
 def test_a_fully_throttled_table_gets_the_fallback_and_says_so(
-    make_router: RouterFactory, store: Store, log_lines: list[str], code: ThrottleCode
+    make_router: RouterFactory, store: DynamoStore, log_lines: list[str], code: ThrottleCode
 ) -> None:
     seed_agents(store)
     router = make_router(parameters={"FallbackRoute": FALLBACK_NUMBER})
-    # No usable number: the roster read is the call's first request, so its error is the route's reason.
+    # No usable number: no caller context to read, so the agents' pools are all the call needs.
     call = SimulatedCall(router.invoke, "anonymous")
     with throttle(warm(router), every=1, code=code) as injected:
         response, seconds = timed(call.new_inbound)
@@ -226,7 +230,7 @@ def test_a_fully_throttled_table_gets_the_fallback_and_says_so(
 
 
 def test_a_throttled_known_caller_gets_the_fallback_and_the_log_says_why(
-    make_router: RouterFactory, store: Store, log_lines: list[str]
+    make_router: RouterFactory, store: DynamoStore, log_lines: list[str]
 ) -> None:
     seed_agents(store)
     router = make_router(parameters={"FallbackRoute": FALLBACK_NUMBER})
@@ -235,15 +239,14 @@ def test_a_throttled_known_caller_gets_the_fallback_and_the_log_says_why(
         response, seconds = timed(call.new_inbound)
     assert_answered_in_time(response, seconds)
     assert bridge_target(response) == FALLBACK_NUMBER
-    # The caller-context read is throttled first and its retries may spend the budget before the roster
-    # read; the route's reason then says only that the budget was spent (CallFlow.start keeps the
-    # caller-context failure out of it), and the earlier warning line names the throttling.
+    # The caller-context and directory reads are throttled together; their retries may spend the budget,
+    # and the route's reason then says only that; the warning lines name the throttling.
     assert re.search(r"ThrottlingException|budget", routed_reasons(log_lines, call)[0])
     assert "ThrottlingException" in logged_for(log_lines, call)
 
 
 def test_a_table_throttling_one_request_in_three_still_routes_every_call(
-    router: LocalFunction, store: Store
+    router: LocalFunction, store: DynamoStore
 ) -> None:
     seed_agents(store)
     client = warm(router)

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from builders import RouterFactory, agent
-from rapport.store import Store
-from rapport_local.engine import free_port
+from builders import RouterFactory, agent, ringing_attributes
+from rapport.store.dynamodb import DynamoStore
+from rapport_local.engine import create_table, free_port
 from rapport_local.sma_contract import response_problems
 from rapport_local.sma_driver import SimulatedCall, actions_of, bridge_target
 
@@ -64,7 +64,7 @@ def test_new_call_gets_the_fallback_when_dynamodb_is_down(
     assert response_problems(response) == []
     assert bridge_target(response) == "+18005550199"
     assert seconds < SMA_RETRY_SECONDS
-    assert any("agent roster unavailable" in line for line in log_lines)
+    assert any("agents unavailable" in line for line in log_lines)
 
 
 def test_unanswered_bridge_still_fails_over_to_the_message_when_dynamodb_is_down(
@@ -72,15 +72,7 @@ def test_unanswered_bridge_still_fails_over_to_the_message_when_dynamodb_is_down
 ) -> None:
     router = make_router(endpoint=f"http://127.0.0.1:{free_port()}")
     caller = SimulatedCall(router.invoke, CALLER)
-    caller.attributes = {
-        "rp_caller": "",
-        "rp_agent": "berlin-07",
-        "rp_mode": "interest",
-        "rp_attempt": "1",
-        "rp_candidates": "berlin-03:interest",
-        "rp_link": "0",
-        "rp_stage": "agent",
-    }
+    caller.attributes = ringing_attributes(caller.transaction_id, ("berlin-07", "berlin-03"))
     bridge = {
         "CallTimeoutSeconds": 20,
         "CallerIdNumber": "+18005550100",
@@ -102,7 +94,7 @@ def test_hangup_still_hangs_up_the_other_leg_when_dynamodb_is_down(make_router: 
     router = make_router(endpoint=f"http://127.0.0.1:{free_port()}")
     caller = SimulatedCall(router.invoke, CALLER)
     caller.leg_b = {**caller.leg_a, "CallId": "leg-b", "ParticipantTag": "LEG-B", "Direction": "Outbound"}
-    caller.attributes = {"rp_agent": "berlin-07", "rp_stage": "connected", "rp_mode": "interest"}
+    caller.attributes = ringing_attributes(caller.transaction_id, ("berlin-07",), connected=True)
     response = caller.hangup("LEG-A")
     assert [h["CallId"] for h in actions_of(response, "Hangup")] == ["leg-b"]
 
@@ -168,7 +160,7 @@ MALFORMED: dict[str, Any] = {
 
 
 @pytest.mark.parametrize("event", MALFORMED.values(), ids=MALFORMED.keys())
-def test_malformed_events_get_a_valid_answer(router: Any, store: Store, event: Any) -> None:
+def test_malformed_events_get_a_valid_answer(router: Any, store: DynamoStore, event: Any) -> None:
     store.put_agent(agent("berlin-07"))
     response = router.invoke(event)
     assert response_problems(response) == []
@@ -178,7 +170,7 @@ def test_malformed_events_get_a_valid_answer(router: Any, store: Store, event: A
 
 
 def test_no_raw_phone_number_in_the_table_or_the_logs(
-    make_router: RouterFactory, store: Store, dynamodb_endpoint: str, table: str, log_lines: list[str]
+    make_router: RouterFactory, store: DynamoStore, dynamodb_endpoint: str, table: str, log_lines: list[str]
 ) -> None:
     numbers = [CALLER, "+12025550107", "+442079460123", "+5511955501234"]
     store.put_agent(agent("berlin-07"))
@@ -204,20 +196,47 @@ def test_no_raw_phone_number_in_the_table_or_the_logs(
     assert "caller_key" in logged
 
 
-@pytest.mark.parametrize("roster_size", [12, 300])
-def test_new_call_costs_three_dynamodb_requests_whatever_the_roster_size(
-    router: Any, store: Store, roster_size: int
-) -> None:
+def requests_of_three_new_calls(
+    make_router: RouterFactory, store: DynamoStore, roster_size: int
+) -> list[str]:
+    """The DynamoDB requests of a fresh container's first three new calls, over a roster of this size."""
     now = time.time()
-    for index in range(roster_size):
-        store.put_agent(
-            agent(f"agent-{index:03d}", now - index, proficiency={"x200-headphones": 1 + index % 5})
-        )
+    store.load_roster(
+        [
+            agent(f"agent-{i:05d}", now - i, proficiency={"x200-headphones": 1 + i % 5})
+            for i in range(roster_size)
+        ]
+    )
+    router = make_router()
     router.invoke({"InvocationEventType": "RINGING"})  # build the container's clients
     requests: list[str] = []
     router.module.services().store.client.meta.events.register(
         "before-call.dynamodb", lambda model, **_: requests.append(model.name)
     )
-    response = SimulatedCall(router.invoke, CALLER).new_inbound()
-    assert bridge_target(response) is not None
-    assert requests == ["Query", "Query", "TransactWriteItems"]
+    for index in range(3):
+        requests.append("|")
+        response = SimulatedCall(router.invoke, f"+1202555{index:04d}").new_inbound()
+        assert bridge_target(response) is not None
+    return sorted_rounds(requests)
+
+
+def sorted_rounds(requests: list[str]) -> list[str]:
+    """Requests per call, sorted within each call (those sent together finish in any order)."""
+    calls = " ".join(requests).split("|")[1:]
+    return [" ".join(sorted(call.split())) for call in calls]
+
+
+def test_a_new_call_costs_the_same_requests_whatever_the_roster_size(
+    make_router: RouterFactory, dynamodb_endpoint: str, store: DynamoStore
+) -> None:
+    small = requests_of_three_new_calls(make_router, store, 12)
+    other = f"{store.table_name}-big"
+    create_table(dynamodb_endpoint, other)
+    big = requests_of_three_new_calls(
+        lambda **kw: make_router(**kw, table=other), DynamoStore(store.client, other), 2_000
+    )
+    # A fresh container reads the directory and a pool first; then a new caller costs the caller's
+    # context read and one conditional write, sent together.
+    assert small[0] == "GetItem Query Query UpdateItem"
+    assert small[1:] == ["Query UpdateItem", "Query UpdateItem"]
+    assert big == small

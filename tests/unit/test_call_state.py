@@ -1,38 +1,66 @@
-"""The state a call carries between SMA invocations in its TransactionAttributes."""
+"""The state a call carries between SMA invocations in its TransactionAttributes (call_state.py)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from call_state import MAX_RECORD_CHARS, from_attributes, to_attributes
 from hypothesis import given
 from hypothesis import strategies as st
-from rapport.calls import CallState, Stage
-from rapport.models import RoutingMode
+from rapport.call import CallState, Stage
+from rapport.models import (
+    Attempt,
+    AttemptOutcome,
+    Candidate,
+    DecisionRecord,
+    Grounds,
+    InterestFact,
+    Note,
+    NoteCode,
+    PrivacyFacts,
+    RoutingMode,
+    Skill,
+)
 
 CALLER_KEY = "f8a3de212b6fa1f635eaceed8e5a771ebeb53524a55d11c7b5956481b01d9305"
+CALL_ID = "93573040-1c12-40ec-91cd-7d8edac1a172"
+NOW = 1_790_000_000.0
 MAX_TRANSACTION_ATTRIBUTES = 10  # the SMA rejects more (TransactionAttributesInvalidMapSize)
-
-
-# -- builders -----------------------------------------------------------------------------------------
+MAX_PAYLOAD = 20 * 1024  # the SMA's limit for all attributes together
 
 
 def ringing_berlin() -> CallState:
     """The state after NEW_INBOUND_CALL: berlin-07 rings, two agents left to fail over to."""
-    return CallState(
+    record = DecisionRecord(
+        call_id=CALL_ID,
         caller_key=CALLER_KEY,
-        agent_id="berlin-07",
+        decided_at=NOW,
         mode=RoutingMode.INTEREST,
-        attempt=1,
-        pending=(("hamburg-02", RoutingMode.INTEREST), ("munich-01", RoutingMode.ANY_AVAILABLE)),
-        link_days=180,
-        stage=Stage.AGENT,
+        candidates=[
+            Candidate(
+                agent_id="berlin-07",
+                mode=RoutingMode.INTEREST,
+                pool="3",
+                score=0.1,
+                skills={"x200-headphones": Skill(proficiency=5, conversion=0.33)},
+            ),
+            Candidate(agent_id="hamburg-02", mode=RoutingMode.INTEREST, pool="3", score=0.05),
+            Candidate(agent_id="munich-01", mode=RoutingMode.ANY_AVAILABLE, pool="8", idle_since=NOW - 60),
+        ],
+        interests={"x200-headphones": InterestFact(score=0.82, sources=["social"], at=NOW - 86_400)},
+        privacy=PrivacyFacts(jurisdiction="DE", rule_set="DE", label="Germany", policy_version="v1"),
+        notes=[Note(code=NoteCode.LAST_AGENT_BUSY, detail="cologne-04")],
+        attempts=[Attempt(agent_id="berlin-07", mode=RoutingMode.INTEREST, pool="3", at=NOW)],
+        expires_at=NOW + 180 * 86_400,
     )
+    return CallState(stage=Stage.AGENT, caller_key=CALLER_KEY, link_days=180, record=record)
 
 
 def attributes(**changes: Any) -> dict[str, Any]:
     """Valid stored attributes with some values changed (None removes the key)."""
-    stored: dict[str, Any] = ringing_berlin().to_attributes()
+    stored: dict[str, Any] = to_attributes(ringing_berlin())
     for key, value in changes.items():
         if value is None:
             stored.pop(key, None)
@@ -42,15 +70,44 @@ def attributes(**changes: Any) -> dict[str, Any]:
 
 
 agent_ids = st.from_regex(r"[A-Za-z0-9._-]{1,30}", fullmatch=True)
+# Stored models take their short aliases as constructor arguments too: building them through a lambda
+# keeps hypothesis from inventing values for those.
+candidates = st.builds(
+    lambda **fields: Candidate(**fields),
+    agent_id=agent_ids,
+    mode=st.sampled_from(list(RoutingMode)),
+    pool=st.from_regex(r"[0-9]{1,5}", fullmatch=True),
+    score=st.floats(0, 1),
+    idle_since=st.none() | st.floats(0, 2e9),
+)
+records = st.builds(
+    lambda **fields: DecisionRecord(**fields),
+    call_id=st.just(CALL_ID),
+    caller_key=st.just(CALLER_KEY),
+    decided_at=st.floats(1e9, 2e9),
+    mode=st.sampled_from(list(RoutingMode)),
+    candidates=st.lists(candidates, max_size=5),
+    privacy=st.builds(
+        lambda grounds: PrivacyFacts(interests_grounds=grounds), st.sampled_from(list(Grounds))
+    ),
+    attempts=st.lists(
+        st.builds(
+            lambda **fields: Attempt(**fields),
+            agent_id=agent_ids,
+            mode=st.sampled_from(list(RoutingMode)),
+            at=st.floats(1e9, 2e9),
+            outcome=st.sampled_from(list(AttemptOutcome)),
+        ),
+        max_size=6,
+    ),
+    expires_at=st.floats(1e9, 3e9),
+)
 states = st.builds(
     CallState,
-    caller_key=st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
-    agent_id=st.none() | agent_ids,
-    mode=st.sampled_from(list(RoutingMode)),
-    attempt=st.integers(min_value=0, max_value=20),
-    pending=st.lists(st.tuples(agent_ids, st.sampled_from(list(RoutingMode))), max_size=8).map(tuple),
-    link_days=st.integers(min_value=0, max_value=3650),
     stage=st.sampled_from(list(Stage)),
+    caller_key=st.just(CALLER_KEY),
+    link_days=st.integers(min_value=0, max_value=3650),
+    record=st.none() | records,
 )
 
 
@@ -60,53 +117,42 @@ states = st.builds(
 def test_the_state_after_a_new_call_survives_the_round_trip() -> None:
     state = ringing_berlin()
 
-    assert CallState.from_attributes(state.to_attributes()) == state
+    assert from_attributes(to_attributes(state), CALL_ID) == state
 
 
-def test_the_sample_event_s_attributes_read_as_the_state_they_describe() -> None:
-    stored = {
-        "rp_caller": CALLER_KEY,
-        "rp_agent": "berlin-07",
-        "rp_mode": "interest",
-        "rp_attempt": "1",
-        "rp_candidates": "hamburg-02:interest,munich-01:any_available",
-        "rp_link": "1",
-        "rp_stage": "agent",
-    }
+def test_the_failover_list_is_what_was_not_rung_yet() -> None:
+    state = from_attributes(attributes(), CALL_ID)
 
-    state = CallState.from_attributes(stored)
-
-    assert state is not None
-    assert state.agent_id == "berlin-07"
-    assert state.pending == (("hamburg-02", RoutingMode.INTEREST), ("munich-01", RoutingMode.ANY_AVAILABLE))
-    assert state.stage is Stage.AGENT
+    assert state is not None and state.agent_id == "berlin-07"
+    assert [candidate.agent_id for candidate in state.pending()] == ["hamburg-02", "munich-01"]
 
 
 def test_an_empty_state_survives_the_round_trip() -> None:
     state = CallState(stage=Stage.DONE)
 
-    assert CallState.from_attributes(state.to_attributes()) == state
+    assert from_attributes(to_attributes(state), "any call") == state
 
 
 @given(states)
 def test_every_valid_state_survives_the_round_trip(state: CallState) -> None:
-    assert CallState.from_attributes(state.to_attributes()) == state
+    assert from_attributes(to_attributes(state), CALL_ID) == state
 
 
 @given(states)
 def test_the_attributes_fit_what_the_sma_accepts(state: CallState) -> None:
-    stored = state.to_attributes()
+    stored = to_attributes(state)
 
     assert len(stored) <= MAX_TRANSACTION_ATTRIBUTES
     assert all(isinstance(key, str) and isinstance(value, str) for key, value in stored.items())
+    assert len(json.dumps(stored)) < MAX_PAYLOAD
 
 
-# -- unreadable attributes ----------------------------------------------------------------------------
+# -- unreadable or foreign attributes -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("stored", [None, {}, {"something": "else"}], ids=["none", "empty", "foreign"])
 def test_no_stored_state_reads_as_none(stored: dict[str, str] | None) -> None:
-    assert CallState.from_attributes(stored) is None
+    assert from_attributes(stored, CALL_ID) is None
 
 
 @pytest.mark.parametrize(
@@ -114,31 +160,37 @@ def test_no_stored_state_reads_as_none(stored: dict[str, str] | None) -> None:
     [
         {"rp_stage": "teleported"},
         {"rp_stage": ""},
-        {"rp_attempt": "two"},
-        {"rp_attempt": "1.5"},
         {"rp_link": "forever"},
-        {"rp_mode": "psychic"},
-        {"rp_candidates": "hamburg-02:psychic"},
-        {"rp_candidates": "hamburg-02"},
-        {"rp_candidates": "hamburg-02:interest,munich-01:"},
+        {"rp_link": "9" * 309},
+        {"rp_caller": "not-a-key"},
+        {"rp_record": "{"},
+        {"rp_record": '{"call": "x"}'},
+        {"rp_record": "x" * (MAX_RECORD_CHARS + 1)},
     ],
-    ids=lambda broken: f"{next(iter(broken))}={next(iter(broken.values()))!r}",
+    ids=lambda broken: f"{next(iter(broken))}={next(iter(broken.values()))[:12]!r}",
 )
 def test_garbage_attributes_read_as_none(broken: dict[str, str]) -> None:
-    assert CallState.from_attributes(attributes(**broken)) is None
+    assert from_attributes(attributes(**broken), CALL_ID) is None
+
+
+def test_the_state_of_another_call_is_not_taken_for_this_one() -> None:
+    assert from_attributes(attributes(), "another-call") is None
+
+
+def test_a_record_of_another_caller_is_not_taken_for_this_one() -> None:
+    assert from_attributes(attributes(rp_caller="0" * 64), CALL_ID) is None
 
 
 def test_a_missing_optional_attribute_takes_its_default() -> None:
-    state = CallState.from_attributes(attributes(rp_candidates=None, rp_attempt=None))
+    state = from_attributes(attributes(rp_link=None), CALL_ID)
 
     assert state is not None
-    assert state.pending == ()
-    assert state.attempt == 0
+    assert state.link_days == 0
     assert state.agent_id == "berlin-07"
 
 
 @given(st.dictionaries(st.sampled_from(list(attributes())) | st.text(max_size=8), st.text(max_size=40)))
 def test_arbitrary_string_attributes_never_raise(stored: dict[str, str]) -> None:
-    state = CallState.from_attributes(stored)
+    state = from_attributes(stored, CALL_ID)
 
     assert state is None or isinstance(state, CallState)

@@ -6,8 +6,8 @@ import contextlib
 import io
 import json
 
-from rapport.calls import CallState, Route, RouteKind, Stage
-from rapport.models import RoutingMode
+from rapport.call import CallState, Route, RouteKind, Stage
+from rapport.models import Attempt, DecisionRecord, RoutingMode
 from rapport.telemetry import CallMetrics, Metric
 from rapport_local.emf import MetricTotals, metric_data
 
@@ -42,7 +42,14 @@ def test_fallback_is_counted_only_on_the_way_in() -> None:
     metrics.route(message, before=None)  # a new call straight to the message
     metrics.route(message, before=CallState(stage=Stage.AGENT))  # after the last agent
     metrics.route(message, before=CallState(stage=Stage.FALLBACK))  # the fallback number did not answer
-    metrics.route(Route(RouteKind.AGENT, CallState(mode=RoutingMode.KNOWN_AGENT)), before=None)
+    record = DecisionRecord(
+        call_id="c",
+        decided_at=0,
+        mode=RoutingMode.KNOWN_AGENT,
+        attempts=[Attempt(agent_id="berlin-07", mode=RoutingMode.KNOWN_AGENT, at=0)],
+        expires_at=1,
+    )
+    metrics.route(Route(RouteKind.AGENT, CallState(stage=Stage.AGENT, record=record)), before=None)
     totals = MetricTotals()
     totals.add_lines(printed(metrics))
     assert dict(totals.counts) == {"Fallbacks": 2, "RoutedKnownAgent": 1}

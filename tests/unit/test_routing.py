@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rapport.explain import candidate_reasons, decision_reasons
 from rapport.models import (
     Agent,
     AgentEndpoint,
@@ -103,7 +104,7 @@ def route(
         context=CallerContext(interests=list(interests), last_agent=last),
         permissions=allowed or everything_allowed(),
         live_interests=list(live),
-        call_id=call_id,
+        call_tag=call_id,
         now=NOW,
         policy=policy,
     )
@@ -119,7 +120,7 @@ def modes(decision: Decision) -> list[RoutingMode]:
 
 def mentions(decision: Decision, *words: str) -> bool:
     """True when one of the decision's reasons contains every word."""
-    return any(all(word in reason for word in words) for reason in decision.reasons)
+    return any(all(word in reason for word in words) for reason in decision_reasons(decision))
 
 
 def expected_score(faded: float, proficiency: int, calls: int, sales: int) -> float:
@@ -141,7 +142,7 @@ def test_the_agent_from_the_last_call_rings_first_when_free_and_permitted() -> N
 
     assert order(decision)[0] == "berlin-07"
     assert decision.mode is RoutingMode.KNOWN_AGENT
-    assert decision.candidates[0].reasons
+    assert candidate_reasons(decision.candidates[0], decision.interests, NOW)
 
 
 def test_an_expired_last_agent_link_is_not_used() -> None:
@@ -393,7 +394,7 @@ def test_an_empty_roster_means_fallback() -> None:
     decision = route([])
 
     assert decision.mode is RoutingMode.FALLBACK
-    assert decision.reasons
+    assert decision_reasons(decision)
 
 
 def test_no_more_candidates_than_the_policy_allows() -> None:
@@ -421,7 +422,7 @@ def test_the_permission_reasons_are_part_of_every_decision() -> None:
 
     decision = route([agent("berlin-07")], allowed=allowed)
 
-    assert set(allowed.reasons) <= set(decision.reasons)
+    assert set(allowed.reasons) <= set(decision_reasons(decision))
 
 
 # -- current interests --------------------------------------------------------------------------------

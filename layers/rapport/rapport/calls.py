@@ -30,7 +30,15 @@ from rapport.routing import RoutingPolicy
 from rapport.scoring import DAY
 from rapport.secrets import PepperSource
 from rapport.settings import Settings
-from rapport.store import AgentTaken, ConditionFailed, LetGo, Store, StoreError, StoreUnavailable
+from rapport.store import (
+    MAX_CALL_SECONDS,
+    AgentTaken,
+    ConditionFailed,
+    LetGo,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
 
 logger = Logger(service=SERVICE_NAME, child=True)
 
@@ -160,6 +168,8 @@ class CallFlow:
             self._store.let_go(missed.pool, LetGo(missed.agent_id, missed=True), tag, now, deadline)
         except StoreError as error:
             logger.warning("release after no answer failed", extra={"error": str(error)})
+            return
+        self._views.remember_change(missed.pool, missed.agent_id, lambda seat: seat.let_go(now, missed=True))
 
     def connected(self, state: CallState, call_id: str, now: float, deadline: Deadline) -> CallState:
         """The bridge is up: hold the agent for the call and note who took it (and, where policy allows,
@@ -172,6 +182,8 @@ class CallFlow:
             return state
         try:
             self._store.connect(ringing.pool, ringing.agent_id, call_tag(call_id), now, deadline)
+            until = now + MAX_CALL_SECONDS
+            self._views.remember_change(ringing.pool, ringing.agent_id, lambda seat: seat.talking(until))
         except ConditionFailed:
             # This call no longer holds the agent (a late or repeated event); the caller did reach them.
             logger.warning(
@@ -209,14 +221,17 @@ class CallFlow:
         held = state.holding
         if held is None:
             return
+        talked = state.stage is Stage.CONNECTED
         try:
-            self._store.release(
-                held.pool, held.agent_id, call_tag(call_id), now, state.stage is Stage.CONNECTED, deadline
-            )
+            self._store.release(held.pool, held.agent_id, call_tag(call_id), now, talked, deadline)
         except ConditionFailed:
             return  # a repeated HANGUP: released already
         except StoreError as error:
             logger.error("agent not released", extra={"error": str(error), "agent_id": held.agent_id})
+            return
+        self._views.remember_change(
+            held.pool, held.agent_id, lambda seat: seat.after_call(now) if talked else seat.let_go(now, False)
+        )
 
     def ended(self, state: CallState, call_id: str, now: float, deadline: Deadline) -> CallState:
         """The call is over: free the agent and store the decision record, in one round trip."""

@@ -9,6 +9,7 @@ from rapport.models import (
     Attempt,
     AttemptOutcome,
     Candidate,
+    Decision,
     DecisionRecord,
     Grounds,
     InterestFact,
@@ -36,7 +37,7 @@ NOTES = {
     NoteCode.NO_AGENT_KNOWS_PRODUCTS: "no available agent knows the products the caller is interested in",
     NoteCode.NO_CURRENT_INTEREST: "no current interest on record",
     NoteCode.NO_VOICE_CONNECTOR: "{detail} agent(s) on a Voice Connector skipped: none is configured",
-    NoteCode.NO_AGENT_AVAILABLE: "no agent available",
+    NoteCode.NO_AGENT_AVAILABLE: "no agent is available",
     NoteCode.ALL_TAKEN: "every candidate was taken by other calls",
     NoteCode.AGENTS_UNREADABLE: "agents unavailable ({detail})",
     NoteCode.RESERVATION_FAILED: "could not reserve an agent ({detail})",
@@ -91,6 +92,11 @@ def candidate_reasons(candidate: Candidate, interests: Mapping[str, InterestFact
             )
         return reasons
     return [f"agent `{candidate.agent_id}` available, {idle_for(candidate.idle_since, now)}"]
+
+
+def decision_reasons(decision: Decision) -> list[str]:
+    """What a decision says beyond its candidates: what the privacy rules allowed, and its notes."""
+    return [*privacy_reasons(decision.privacy), *(note(item) for item in decision.notes)]
 
 
 def attempt_reason(attempt: Attempt) -> str | None:

@@ -246,9 +246,7 @@ class NewCall:
         while lost < MAX_RESERVATION_ATTEMPTS:
             if not decision.candidates:
                 if probed >= EXTRA_POOLS or not self._probe():
-                    return self._fallback(
-                        Note(code=NoteCode.ALL_TAKEN if lost else NoteCode.NO_AGENT_AVAILABLE), decision
-                    )
+                    return self._fallback(self._why_nobody(lost), decision)
                 probed += 1
                 decision = self.decide()
                 continue
@@ -283,10 +281,12 @@ class NewCall:
         self.store.reserve(
             wanted.pool, wanted.agent_id, self.tag, self.now, hold_until, self.deadline, let_go
         )
-        if early is not None and not shared:
+        self._changed(wanted.pool, wanted.agent_id, lambda seat: seat.held(self.tag, hold_until))
+        if early is not None and shared:
+            self._changed(early.pool, early.agent_id, lambda seat: seat.let_go(self.now, missed=False))
+        elif early is not None:
             self._let_go(early)
         self.early = None
-        self._mark_held(wanted, hold_until)
         return wanted
 
     def _early_held(self, early: Held, result: object) -> None:
@@ -295,11 +295,12 @@ class NewCall:
         elif isinstance(result, AgentTaken):
             self._saw(early.pool, result.seats)
 
-    def _mark_held(self, held: Held, hold_until: float) -> None:
-        view = self.seen.get(held.pool)
+    def _changed(self, pool_id: str, agent_id: str, change: Callable[[Seat], Seat]) -> None:
+        """A write of this call succeeded: its view and the container's follow it."""
+        view = self.seen.get(pool_id)
         if view is not None:
-            self.seen[held.pool] = view.with_hold(held.agent_id, self.tag, hold_until)
-        self.views.remember_hold(held.pool, held.agent_id, self.tag, hold_until)
+            self.seen[pool_id] = view.with_change(agent_id, change)
+        self.views.remember_change(pool_id, agent_id, change)
 
     def _let_go(self, held: Held) -> None:
         try:
@@ -308,12 +309,21 @@ class NewCall:
             )
         except StoreError as error:
             logger.warning("early hold not let go: it lapses by itself", extra={"error": str(error)})
+            return
+        self._changed(held.pool, held.agent_id, lambda seat: seat.let_go(self.now, missed=False))
 
     def _saw(self, pool_id: str, seats: Mapping[str, Seat]) -> None:
         """A lost race's answer: the pool as it is now, for this call's next choice and the container's."""
         if seats and pool_id in self.seen:
             self.seen[pool_id] = self.seen[pool_id].with_seats(seats, self.now)
             self.views.remember_seats(pool_id, seats, self.now)
+
+    def _why_nobody(self, lost: int) -> Note:
+        """Why no candidate is left: the agents could not be read at all, or they were busy (or taken)."""
+        unreadable = next((note for note in self.notes if note.code is NoteCode.AGENTS_UNREADABLE), None)
+        if unreadable is not None and not self.seen:
+            return unreadable
+        return Note(code=NoteCode.ALL_TAKEN if lost else NoteCode.NO_AGENT_AVAILABLE)
 
     def _probe(self) -> bool:
         """Look at up to `EXTRA_POOLS` more pools; False when there are none."""
@@ -366,7 +376,7 @@ class NewCall:
         if self.early is not None:
             self._let_go(self.early)
             self.early = None
-        notes = [note for note in decision.notes if note.code is not NoteCode.NO_AGENT_AVAILABLE]
+        notes = [note for note in decision.notes if note.code is not NoteCode.NO_AGENT_AVAILABLE and note != why]
         record = self._record(decision.model_copy(update={"notes": notes})).model_copy(
             update={"mode": RoutingMode.FALLBACK, "candidates": [], "interests": {}}
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import random
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from pydantic import Field
@@ -61,6 +61,32 @@ class Seat:
         return self.presence is Presence.ONLINE and (
             self.busy_until <= now or (tag is not None and self.held_by == tag)
         )
+
+    # The agent's transitions, as the conditional writes in rapport.store.dynamodb make them.
+
+    def held(self, tag: str, until: float) -> Seat:
+        return replace(self, state=AgentState.RINGING, busy_until=until, held_by=tag)
+
+    def talking(self, until: float) -> Seat:
+        return replace(self, state=AgentState.ON_CALL, busy_until=until, no_answers=0)
+
+    def after_call(self, now: float) -> Seat:
+        """The call ended after they talked: wrap-up, then free (and last in the idle order)."""
+        free_at = now + self.wrap_up_seconds
+        return replace(self, state=AgentState.WRAP_UP, busy_until=free_at, idle_since=free_at, held_by=None)
+
+    def let_go(self, now: float, missed: bool) -> Seat:
+        """Free again: after a no-answer (counted, last in the idle order), or untouched otherwise."""
+        if missed:
+            return replace(
+                self,
+                state=AgentState.IDLE,
+                busy_until=now,
+                idle_since=now,
+                held_by=None,
+                no_answers=self.no_answers + 1,
+            )
+        return replace(self, state=AgentState.IDLE, busy_until=now, held_by=None)
 
 
 class Member(Model):
@@ -146,15 +172,13 @@ class PoolView:
         """The pool with its availability as a failed write reported it (all of it, fresh)."""
         return PoolView(self.pool_id, self.members, seats, self.roster_at, now)
 
-    def with_hold(self, agent_id: str, tag: str, hold_until: float) -> PoolView:
-        """The pool after this container reserved one agent (the rest as old as it was)."""
+    def with_change(self, agent_id: str, change: Callable[[Seat], Seat]) -> PoolView:
+        """The pool after this container changed one agent (the rest as old as it was)."""
         seat = self.seats.get(agent_id)
         if seat is None:
             return self
-        held = replace(seat, state=AgentState.RINGING, busy_until=hold_until, held_by=tag)
-        return PoolView(
-            self.pool_id, self.members, {**self.seats, agent_id: held}, self.roster_at, self.seats_at
-        )
+        seats = {**self.seats, agent_id: change(seat)}
+        return PoolView(self.pool_id, self.members, seats, self.roster_at, self.seats_at)
 
 
 class Directory(Model):
@@ -205,12 +229,13 @@ class PoolViews:
             if view is not None and now - view.roster_at < ROSTER_MAX_AGE:
                 self._views[pool_id] = view.with_seats(seats, now)
 
-    def remember_hold(self, pool_id: str, agent_id: str, tag: str, hold_until: float) -> None:
-        """This container reserved an agent: its next calls must not pick them."""
+    def remember_change(self, pool_id: str, agent_id: str, change: Callable[[Seat], Seat]) -> None:
+        """This container changed an agent with a successful write (reserved, connected, released them):
+        its next calls see the change without reading the pool again."""
         with self._lock:
             view = self._views.get(pool_id)
             if view is not None:
-                self._views[pool_id] = view.with_hold(agent_id, tag, hold_until)
+                self._views[pool_id] = view.with_change(agent_id, change)
 
     def pool_for(self, group: str, pools: Iterable[str], now: float) -> str | None:
         """The pool this container takes `group`'s agents from (group: a product, or `ANY_POOL`).

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from rapport.budget import Deadline
 from rapport.models import (
     Agent,
-    AgentState,
     CallerContext,
     CallerProfile,
     DecisionRecord,
@@ -83,7 +82,9 @@ class MemoryStore:
                 results.append(error)
         return results
 
-    def caller_context(self, caller_key: str, now: float, deadline: Deadline) -> CallerContext:
+    def caller_context(
+        self, caller_key: str, now: float, deadline: Deadline | None = None
+    ) -> CallerContext:
         self._request("Query", deadline)
         with self._lock:
             caller = self._callers.get(caller_key, _Caller())
@@ -138,7 +139,7 @@ class MemoryStore:
                 raise AgentTaken(f"{agent_id} is not free", dict(seats))
             if let_go is not None and let_go.agent_id != agent_id:
                 self._free(seats, let_go, tag, now)
-            seats[agent_id] = replace(seat, state=AgentState.RINGING, busy_until=hold_until, held_by=tag)
+            seats[agent_id] = seat.held(tag, hold_until)
 
     def let_go(self, pool_id: str, agent: LetGo, tag: str, now: float, deadline: Deadline) -> None:
         self._request("UpdateItem", deadline)
@@ -148,19 +149,8 @@ class MemoryStore:
     @staticmethod
     def _free(seats: dict[str, Seat], agent: LetGo, tag: str, now: float) -> None:
         seat = seats.get(agent.agent_id)
-        if seat is None or seat.held_by != tag:
-            return
-        if agent.missed:
-            seats[agent.agent_id] = replace(
-                seat,
-                state=AgentState.IDLE,
-                busy_until=now,
-                idle_since=now,
-                held_by=None,
-                no_answers=seat.no_answers + 1,
-            )
-        else:
-            seats[agent.agent_id] = replace(seat, state=AgentState.IDLE, busy_until=now, held_by=None)
+        if seat is not None and seat.held_by == tag:
+            seats[agent.agent_id] = seat.let_go(now, agent.missed)
 
     def _held(self, pool_id: str, agent_id: str, tag: str) -> dict[str, Seat]:
         seats = self._pools.get(pool_id, _Pool()).seats
@@ -173,9 +163,7 @@ class MemoryStore:
         self._request("UpdateItem", deadline)
         with self._lock:
             seats = self._held(pool_id, agent_id, tag)
-            seats[agent_id] = replace(
-                seats[agent_id], state=AgentState.ON_CALL, busy_until=now + MAX_CALL_SECONDS, no_answers=0
-            )
+            seats[agent_id] = seats[agent_id].talking(now + MAX_CALL_SECONDS)
 
     def release(
         self, pool_id: str, agent_id: str, tag: str, now: float, talked: bool, deadline: Deadline
@@ -184,13 +172,7 @@ class MemoryStore:
         with self._lock:
             seats = self._held(pool_id, agent_id, tag)
             seat = seats[agent_id]
-            if talked:
-                free_at = now + seat.wrap_up_seconds
-                seats[agent_id] = replace(
-                    seat, state=AgentState.WRAP_UP, busy_until=free_at, idle_since=free_at, held_by=None
-                )
-            else:
-                seats[agent_id] = replace(seat, state=AgentState.IDLE, busy_until=now, held_by=None)
+            seats[agent_id] = seat.after_call(now) if talked else seat.let_go(now, missed=False)
 
     def put_record(self, record: DecisionRecord, deadline: Deadline) -> None:
         self._request("PutItem", deadline)
