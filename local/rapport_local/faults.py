@@ -1,7 +1,8 @@
 """Faults to put between rapport and DynamoDB Local: a slow network and a throttling table.
 
 `DelayProxy` is a TCP proxy on loopback that delivers every chunk of data some seconds after it arrived,
-like a link with that much latency; the delay can be changed while calls run. `throttle` makes one boto3
+like a link with that much latency, or byte by byte in a slow trickle; both can be changed while calls
+run. `throttle` makes one boto3
 client answer a share of its DynamoDB requests with a throttling error, without sending them, so that
 botocore's own retries and the store's error handling are what is exercised. Used by the fault tests and
 the benchmark. The proxy only listens on and forwards to loopback addresses, and bounds its delay, its
@@ -56,7 +57,8 @@ class DelayProxy:
             proxy.delay = 2.0  # applies to data that arrives from now on
 
     Each chunk read from one side is written to the other `delay` seconds after it arrived (in order, so
-    a response's chunks are not each delayed in turn). `direction` says which side's data is held back:
+    a response's chunks are not each delayed in turn), whole or, with `trickle`, a byte at a time
+    `trickle` seconds apart. `direction` says which side's data is held back:
     the upstream's responses (default), the client's requests, or both. It runs an asyncio loop in a
     thread of its own; leaving the `with` block closes every connection and joins the thread.
     """
@@ -67,9 +69,11 @@ class DelayProxy:
         delay: float = 0.0,
         direction: Direction = "response",
         max_connections: int = MAX_CONNECTIONS,
+        trickle: float = 0.0,
     ) -> None:
         self._upstream = _loopback_address(upstream)
         self.delay = delay
+        self.trickle = trickle
         self._direction = direction
         self._max_connections = max_connections
         self._port: int | None = None
@@ -89,6 +93,18 @@ class DelayProxy:
             raise ValueError(f"delay must be 0-{MAX_DELAY_SECONDS:.0f} s, got {seconds}")
         # A float attribute: the loop thread reads it as each chunk arrives.
         self._delay = float(seconds)
+
+    @property
+    def trickle(self) -> float:
+        """Seconds between single bytes of the held-back direction (0: whole chunks). Each byte comes
+        sooner than a per-read timeout would notice, so only a limit on the whole request stops it."""
+        return self._trickle
+
+    @trickle.setter
+    def trickle(self, seconds: float) -> None:
+        if not 0.0 <= seconds <= MAX_DELAY_SECONDS:
+            raise ValueError(f"trickle must be 0-{MAX_DELAY_SECONDS:.0f} s, got {seconds}")
+        self._trickle = float(seconds)
 
     @property
     def endpoint(self) -> str:
@@ -219,6 +235,12 @@ class DelayProxy:
                     await asyncio.sleep(wait)
                 if not chunk:
                     return
+                if delayed and self._trickle > 0:
+                    for index in range(len(chunk)):
+                        sink.write(chunk[index : index + 1])
+                        await sink.drain()
+                        await asyncio.sleep(self._trickle)
+                    continue
                 sink.write(chunk)
                 await sink.drain()
         except OSError:

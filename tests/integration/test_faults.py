@@ -204,6 +204,26 @@ def test_a_dynamodb_slower_than_the_budget_gets_the_fallback_in_time(
     assert bridge_target(call.new_inbound()) in AGENTS
 
 
+def test_an_answer_that_trickles_in_is_cut_off_at_the_budget(
+    make_router: RouterFactory, dynamodb_endpoint: str, store: DynamoStore, log_lines: list[str]
+) -> None:
+    """A byte every 0.2 s never trips botocore's 0.5 s read timeout: only the budget stops it."""
+    seed_agents(store)
+    budget = 0.6
+    with DelayProxy(dynamodb_endpoint, trickle=0.2) as trickling:
+        router = make_router(
+            parameters={"FallbackRoute": FALLBACK_NUMBER},
+            endpoint=trickling.endpoint,
+            environment={"RAPPORT_TIME_BUDGET_MS": str(int(budget * 1000))},
+        )
+        call = SimulatedCall(router.invoke, CALLERS[0])
+        response, seconds = timed(call.new_inbound)
+    assert_answered_in_time(response, seconds)
+    assert bridge_target(response) == FALLBACK_NUMBER
+    assert seconds < budget + 0.5
+    assert "time budget ran out" in routed_reasons(log_lines, call)[0]
+
+
 # -- DynamoDB throttling ----------------------------------------------------------------------------------
 
 

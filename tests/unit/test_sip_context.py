@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sip_context import MAX_PRODUCTS, read_sip_context
+from sip_context import MAX_HEADER_CHARS, MAX_PRODUCTS, read_sip_context
 
 # -- builders -----------------------------------------------------------------------------------------
 
@@ -146,6 +146,40 @@ def test_diversion_and_product_are_read_together() -> None:
     assert context.problems == []
 
 
+# -- crafted headers: bounded work, one line each ---------------------------------------------------
+
+
+def test_a_product_header_longer_than_the_limit_is_ignored_whole() -> None:
+    header = ",".join(f"p-{index}" for index in range(100_000))
+    context = read_sip_context({"x-rapport-product": header})
+
+    assert context.products == ()
+    assert context.problems == [f"x-rapport-product of {len(header)} characters ignored (limit 2048)"]
+
+
+def test_many_bad_product_values_make_one_problem_that_counts_them() -> None:
+    header = ",".join(["x200", *("Bad Value" for _ in range(150))])[:MAX_HEADER_CHARS]
+    context = read_sip_context({"x-rapport-product": header})
+
+    assert context.products == ("x200",)
+    assert len(context.problems) == 1 and "value(s) ignored" in context.problems[0]
+
+
+def test_a_diversion_longer_than_the_limit_is_not_parsed() -> None:
+    header = ", ".join(f"<sip:+1800555{index % 10_000:04d}@example.com>" for index in range(50_000))
+    context = read_sip_context({"Diversion": header})
+
+    assert context.dialled is None
+    assert context.problems == [f"Diversion header of {len(header)} characters ignored (limit 2048)"]
+
+
+def test_only_the_headers_rapport_reads_are_looked_at() -> None:
+    headers = {f"x-noise-{index}": "x" * 100 for index in range(10_000)}
+    context = read_sip_context({**headers, "X-Rapport-Product": "m5"})
+
+    assert context.products == ("m5",) and context.problems == []
+
+
 # -- fuzzing ------------------------------------------------------------------------------------------
 
 header_names = st.sampled_from(
@@ -161,3 +195,4 @@ def test_any_header_dict_is_read_without_raising(headers: dict[str, str]) -> Non
     assert context.dialled is None or context.dialled.startswith("+")
     assert len(context.products) <= MAX_PRODUCTS
     assert len(set(context.products)) == len(context.products)
+    assert len(context.problems) <= 2  # at most one per header read
