@@ -7,6 +7,7 @@ within the time budget: a fallback route, a polite message, or no new actions.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from functools import cache
@@ -49,6 +50,9 @@ class Services:
         self.flow = CallFlow(
             self.store, self.settings, load_rules(), self.views, PepperSource.for_settings(self.settings)
         )
+        # Everything built so far (botocore's models above all) lives as long as the container: keep it
+        # out of the garbage collector's full passes, which would otherwise walk it on some invocations.
+        gc.freeze()
 
 
 @cache

@@ -163,7 +163,7 @@ def test_participants_as_a_string_drop_the_participants_only() -> None:
     assert problems
     assert event.call_details.participants == []
     assert event.event_type == "ACTION_SUCCESSFUL"
-    assert event.call_details.transaction_attributes["rp_agent"] == "berlin-07"
+    assert event.call_details.transaction_attributes["rp_link"] == "180"
     assert event.call_details.transaction_id == "6428e0d8-362e-46f6-8651-ecd25f4f6789"
 
 
@@ -194,7 +194,7 @@ def test_non_string_transaction_attributes_are_dropped_and_the_rest_kept() -> No
     attributes = event.call_details.transaction_attributes
     assert "rp_attempt" not in attributes
     assert "rp_extra" not in attributes
-    assert attributes["rp_agent"] == "berlin-07"
+    assert attributes["rp_link"] == "180"
     assert attributes["rp_stage"] == "agent"
 
 

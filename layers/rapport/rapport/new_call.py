@@ -3,10 +3,12 @@
 Look (one round trip): the caller's context, read while the call already holds the agent it would get
 without profile data (the longest idle in the pool this container takes calls from). Most callers have
 no usable profile data, and their call is then routed in that one round trip. A second round trip reads
-the pools the context points to, when this container has no fresh view of them.
-Decide: the pure routing and privacy policy, over the agents of the pools seen.
+the pools of the caller's interests, when this container has no fresh view of them.
+Decide: the pure routing and privacy policy, over the agents of the pools seen (and the caller's last
+agent, whose pool need not have been seen).
 Reserve: one conditional write on the chosen agent's pool, which lets go of the early hold in the same
-write when it is not the one chosen (or in a write of its own, when it is in another pool).
+write when it shares the pool. Whatever else that step needs goes in the same round trip: the early
+hold let go in another pool, and the last agent's pool read (to find where they ring).
 """
 
 from __future__ import annotations
@@ -29,13 +31,15 @@ from rapport.models import (
     DecisionRecord,
     EndpointKind,
     Interest,
+    LastAgent,
     Note,
     NoteCode,
+    ProductStats,
     RoutingMode,
 )
 from rapport.pools import ANY_POOL, Directory, PooledAgent, PoolView, PoolViews, Seat, call_tag
 from rapport.privacy import Permissions, Rules, permissions
-from rapport.routing import RoutingPolicy, choose_agent, current_interests
+from rapport.routing import Routable, RoutingPolicy, choose_agent, current_interests
 from rapport.scoring import DAY
 from rapport.settings import Settings
 from rapport.store import AgentTaken, LetGo, Store, StoreError, StoreUnavailable
@@ -52,6 +56,33 @@ TOP_INTERESTS = 2
 # Further pools a call looks at (one round trip) when those it started with have nobody free.
 EXTRA_POOLS = 2
 LIVE_INTEREST_SOURCE = "this call"
+
+
+@dataclass(frozen=True)
+class UnseenAgent:
+    """The caller's last agent, in a pool this container has no fresh view of: offered to routing as free
+    (the conditional reservation says whether they are), their pool read in the same round trip."""
+
+    agent_id: str
+    pool: str
+
+    @property
+    def proficiency(self) -> Mapping[str, int]:
+        return {}
+
+    @property
+    def stats(self) -> Mapping[str, ProductStats]:
+        return {}
+
+    @property
+    def idle_since(self) -> float:
+        return 0.0
+
+    def is_available(self, now: float, call_tag: str | None = None) -> bool:
+        return True
+
+
+_NO_VIEW = PoolView("", {}, {}, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -82,10 +113,13 @@ class NewCall:
     notes: list[Note] = field(default_factory=list)
     seen: dict[str, PoolView] = field(default_factory=dict)
     early: Held | None = None
+    known: LastAgent | None = None
+    """The caller's last agent, where policy allows routing to them."""
+    tag: str = ""
+    """The mark this call leaves on the agent it holds."""
 
-    @property
-    def tag(self) -> str:
-        return call_tag(self.call.call_id)
+    def __post_init__(self) -> None:
+        self.tag = call_tag(self.call.call_id)
 
     def route(self) -> Route:
         self.look()
@@ -132,8 +166,18 @@ class NewCall:
         self.allowed = permissions(self.rules, region, self.context.profile, profile_readable=readable)
         self.live = live if self.allowed.use_interests else []
         if directory is not None:
+            self.known = self._known_agent(directory)
             wanted = self._pools_for(directory, self.context, self.live, self.allowed)
             self._read_pools([pool_id for pool_id in wanted if pool_id not in self.seen])
+            if self.known is not None and self.known.pool not in self.seen:
+                self._use_fresh([self.known.pool])  # if stale, it is read as the agent is reserved
+
+    def _known_agent(self, directory: Directory) -> LastAgent | None:
+        last = self.context.last_agent
+        assert self.allowed is not None
+        if last is None or not self.allowed.use_known_agent or last.expires_at <= self.now:
+            return None
+        return last if last.pool in directory.pools else None
 
     def _pools_for(
         self,
@@ -142,18 +186,10 @@ class NewCall:
         live: Sequence[Interest],
         allowed: Permissions | None,
     ) -> list[str]:
-        """The pools a call takes candidates from: the last agent's, those of the top interests' products
-        (where allowed; `allowed` None: before the context is known), and the pool this container offers
-        any-available calls from."""
+        """The pools a call takes candidates from: those of the top interests' products (where allowed;
+        `allowed` None: before the context is known) and the pool this container offers any-available
+        calls from. The last agent's pool is not read ahead: it is read as they are reserved."""
         wanted: list[str] = []
-        last = context.last_agent
-        if (
-            last is not None
-            and allowed is not None
-            and allowed.use_known_agent
-            and last.pool in directory.pools
-        ):
-            wanted.append(last.pool)
         if allowed is None or allowed.use_interests:
             ranked = current_interests(context.interests, live, self.now, self.policy)
             for product in sorted(ranked, key=lambda p: -ranked[p][0])[:TOP_INTERESTS]:
@@ -212,7 +248,11 @@ class NewCall:
     # -- decide -----------------------------------------------------------------------------------------
 
     def decide(self) -> Decision:
-        agents = {agent.agent_id: agent for view in self.seen.values() for agent in view.agents}
+        agents: dict[str, Routable] = {
+            agent.agent_id: agent for view in self.seen.values() for agent in view.agents
+        }
+        if self.known is not None and self.known.pool not in self.seen:
+            agents[self.known.agent_id] = UnseenAgent(self.known.agent_id, self.known.pool)
         reachable = [agent for agent in agents.values() if self._reachable(agent)]
         notes = list(self.notes)
         if len(reachable) < len(agents):
@@ -229,7 +269,9 @@ class NewCall:
         )
         return decision.model_copy(update={"notes": [*notes, *decision.notes]})
 
-    def _reachable(self, agent: PooledAgent) -> bool:
+    def _reachable(self, agent: Routable) -> bool:
+        if not isinstance(agent, PooledAgent):
+            return True  # not seen yet: the pool read with the reservation tells where they ring
         return agent.endpoint.kind is not EndpointKind.VOICE_CONNECTOR or bool(
             self.settings.voice_connector_arn
         )
@@ -271,22 +313,37 @@ class NewCall:
         return self._fallback(Note(code=NoteCode.ALL_TAKEN), decision)
 
     def _hold(self, wanted: Held, early: Held | None) -> Held:
-        """Reserve `wanted` (a no-op when the early hold is that very agent), letting go of the early hold
-        in the same write when it shares the pool, or right after when it does not."""
+        """Reserve `wanted` (a no-op when the early hold is that very agent). In the same round trip: the
+        early hold let go (in this write when it shares the pool, else in a write of its own) and, when
+        this call has not seen `wanted`'s pool, the pool read to find where they ring."""
         if early == wanted:
             return wanted
         hold_until = self.now + self.hold_seconds
         shared = early is not None and early.pool == wanted.pool
         let_go = LetGo(early.agent_id, missed=False) if early is not None and shared else None
-        self.store.reserve(
-            wanted.pool, wanted.agent_id, self.tag, self.now, hold_until, self.deadline, let_go
-        )
+        unseen = wanted.pool not in self.seen
+        requests: list[Callable[[], object]] = [
+            lambda: self.store.reserve(
+                wanted.pool, wanted.agent_id, self.tag, self.now, hold_until, self.deadline, let_go
+            )
+        ]
+        if unseen:
+            requests.append(self._read(wanted.pool))
+        if early is not None and not shared:
+            requests.append(lambda: self._let_go(early))
+            self.early = None  # let go whatever the reservation's outcome: it is free for a next try
+        results = self.store.together(requests, self.deadline)
+        if unseen:
+            self._keep([wanted.pool], [results[1]])
+        if isinstance(results[0], StoreError):
+            raise results[0]
         self._changed(wanted.pool, wanted.agent_id, lambda seat: seat.held(self.tag, hold_until))
         if early is not None and shared:
             self._changed(early.pool, early.agent_id, lambda seat: seat.let_go(self.now, missed=False))
-        elif early is not None:
-            self._let_go(early)
         self.early = None
+        if wanted.agent_id not in self.seen.get(wanted.pool, _NO_VIEW).members:
+            self._let_go(wanted)
+            raise StoreUnavailable(f"where {wanted.agent_id} rings could not be read")
         return wanted
 
     def _early_held(self, early: Held, result: object) -> None:
@@ -376,7 +433,9 @@ class NewCall:
         if self.early is not None:
             self._let_go(self.early)
             self.early = None
-        notes = [note for note in decision.notes if note.code is not NoteCode.NO_AGENT_AVAILABLE and note != why]
+        notes = [
+            note for note in decision.notes if note.code is not NoteCode.NO_AGENT_AVAILABLE and note != why
+        ]
         record = self._record(decision.model_copy(update={"notes": notes})).model_copy(
             update={"mode": RoutingMode.FALLBACK, "candidates": [], "interests": {}}
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import islice
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,27 +64,21 @@ def current_interests(
     return best
 
 
-def _interest_candidate(
-    agent: Routable, interests: dict[str, tuple[float, Interest]], policy: RoutingPolicy
-) -> Candidate | None:
+def _interest_match(
+    agent: Routable, interests: list[tuple[str, float]], policy: RoutingPolicy
+) -> tuple[float, list[tuple[str, int, float]]]:
+    """The agent's interest score (the sum over the caller's products of score * proficiency/5 *
+    conversion) and, per product they know, (product, proficiency, conversion)."""
     total = 0.0
-    skills: dict[str, Skill] = {}
-    for product, (score, _) in sorted(interests.items(), key=lambda item: -item[1][0]):
+    skills = []
+    for product, score in interests:
         proficiency = agent.proficiency.get(product)
         if proficiency is None:
             continue
         rate = conversion_rate(agent.stats, product, policy.conversion_prior, policy.conversion_prior_weight)
         total += score * (proficiency / 5) * rate
-        skills[product] = Skill(proficiency=proficiency, conversion=round(rate, 4))
-    if total <= 0:
-        return None
-    return Candidate(
-        agent_id=agent.agent_id,
-        mode=RoutingMode.INTEREST,
-        pool=agent.pool,
-        score=round(total, 4),
-        skills=skills,
-    )
+        skills.append((product, proficiency, rate))
+    return total, skills
 
 
 def choose_agent(
@@ -130,24 +125,39 @@ def choose_agent(
         interests = current_interests(context.interests, live_interests, now, policy)
         if interests:
             listed = {candidate.agent_id for candidate in candidates}
-            matched = [
-                candidate
+            by_score = sorted(((p, s) for p, (s, _) in interests.items()), key=lambda item: -item[1])
+            matches = [
+                (score, agent, skills)
                 for agent in available
                 if agent.agent_id not in listed
-                and (candidate := _interest_candidate(agent, interests, policy)) is not None
+                for score, skills in [_interest_match(agent, by_score, policy)]
+                if score > 0
             ]
-            # sorted() is stable, so equal scores keep the longest-idle order of `available`.
-            candidates += sorted(matched, key=lambda candidate: -candidate.score)
+            # sorted() is stable, so equal scores keep the longest-idle order of `available`; models are
+            # built for those that can make the list only.
+            room = policy.max_candidates - len(candidates)
+            matched = [
+                Candidate(
+                    agent_id=agent.agent_id,
+                    mode=RoutingMode.INTEREST,
+                    pool=agent.pool,
+                    score=round(score, 4),
+                    skills={p: Skill(proficiency=f, conversion=round(c, 4)) for p, f, c in skills},
+                )
+                for score, agent, skills in sorted(matches, key=lambda match: -match[0])[: max(room, 0)]
+            ]
+            candidates += matched
             used = {
                 product: InterestFact(score=round(score, 2), sources=interest.sources, at=interest.updated_at)
                 for product, (score, interest) in interests.items()
             }
-            if not matched:
+            if not matches:
                 notes.append(Note(code=NoteCode.NO_AGENT_KNOWS_PRODUCTS))
         else:
             notes.append(Note(code=NoteCode.NO_CURRENT_INTEREST))
 
     listed = {candidate.agent_id for candidate in candidates}
+    rest = (agent for agent in available if agent.agent_id not in listed)
     candidates += [
         Candidate(
             agent_id=agent.agent_id,
@@ -155,8 +165,7 @@ def choose_agent(
             pool=agent.pool,
             idle_since=agent.idle_since,
         )
-        for agent in available
-        if agent.agent_id not in listed
+        for agent in islice(rest, max(policy.max_candidates - len(candidates), 0))
     ]
 
     candidates = candidates[: policy.max_candidates]

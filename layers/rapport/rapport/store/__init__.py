@@ -54,9 +54,7 @@ class LetGo:
 class Store(Protocol):
     # -- the call path: one request each -------------------------------------------------------------
 
-    def caller_context(
-        self, caller_key: str, now: float, deadline: Deadline | None = None
-    ) -> CallerContext:
+    def caller_context(self, caller_key: str, now: float, deadline: Deadline | None = None) -> CallerContext:
         """Profile, interests and last-agent link of one caller (expired items left out)."""
         ...
 

@@ -186,9 +186,7 @@ class DynamoStore:
 
     # -- reads on the call path -----------------------------------------------------------------------
 
-    def caller_context(
-        self, caller_key: str, now: float, deadline: Deadline | None = None
-    ) -> CallerContext:
+    def caller_context(self, caller_key: str, now: float, deadline: Deadline | None = None) -> CallerContext:
         """One Query, newest first from PROFILE: the profile, the interests, the latest decision records.
         Expired items are dropped here because TTL deletion can lag by days."""
         names = {f"#a{index}": name for index, name in enumerate(_CONTEXT_ATTRIBUTES)}

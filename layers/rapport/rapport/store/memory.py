@@ -63,11 +63,20 @@ class MemoryStore:
         self.before_request: Callable[[str], None] | None = None
         self.requests: list[str] = []
         """Every call-path operation, in order, as DynamoDB would name it."""
+        self.rounds: list[list[str]] = []
+        """The same operations grouped by round trip: those sent `together` share one."""
+        self._together = 0
+        self._round_open = False
 
     def _request(self, operation: str, deadline: Deadline | None) -> None:
         if deadline is not None and deadline.remaining() < MIN_REQUEST_SECONDS:
             raise StoreUnavailable(f"time budget spent before {operation}")
         self.requests.append(operation)
+        if self._together and self._round_open:
+            self.rounds[-1].append(operation)
+        else:
+            self.rounds.append([operation])
+            self._round_open = self._together > 0
         if self.before_request is not None:
             self.before_request(operation)
 
@@ -75,16 +84,20 @@ class MemoryStore:
 
     def together(self, requests: Sequence[Callable[[], T]], deadline: Deadline) -> list[T | StoreError]:
         results: list[T | StoreError] = []
-        for request in requests:
-            try:
-                results.append(request())
-            except StoreError as error:
-                results.append(error)
+        if not self._together:
+            self._round_open = False
+        self._together += 1
+        try:
+            for request in requests:
+                try:
+                    results.append(request())
+                except StoreError as error:
+                    results.append(error)
+        finally:
+            self._together -= 1
         return results
 
-    def caller_context(
-        self, caller_key: str, now: float, deadline: Deadline | None = None
-    ) -> CallerContext:
+    def caller_context(self, caller_key: str, now: float, deadline: Deadline | None = None) -> CallerContext:
         self._request("Query", deadline)
         with self._lock:
             caller = self._callers.get(caller_key, _Caller())

@@ -80,6 +80,7 @@ def warm(routing: CallFlow, store: MemoryStore) -> None:
     """A container that has routed a call already: it knows the directory and a pool."""
     routing.start(new_call(US, "warm-up"), NOW, deadline())
     store.requests.clear()
+    store.rounds.clear()
 
 
 def held_by(store: MemoryStore, call_id: str) -> list[str]:
@@ -95,21 +96,22 @@ def test_a_new_caller_is_routed_in_one_round_trip_by_a_warm_container(store: Mem
     route = routing.start(new_call("+12025550111"), NOW, deadline())
     assert route.kind is RouteKind.AGENT and route.state.mode is RoutingMode.ANY_AVAILABLE
     # The caller's context and the hold on the agent they get without profile data, sent together.
-    assert store.requests == ["Query", "UpdateItem"]
+    assert store.rounds == [["Query", "UpdateItem"]]
     assert held_by(store, "call-1") == [route.state.agent_id]
 
 
 def test_a_fresh_container_reads_the_directory_and_a_pool_first(store: MemoryStore) -> None:
     routing = flow(store)
     routing.start(new_call(US), NOW, deadline())
-    assert store.requests == ["Query", "GetItem", "Query", "UpdateItem"]
+    # The directory and the caller's context together, then the pool, then the reservation.
+    assert store.rounds == [["Query", "GetItem"], ["Query"], ["UpdateItem"]]
 
 
 def test_a_caller_with_no_number_needs_no_context_read(store: MemoryStore) -> None:
     routing = flow(store)
     warm(routing, store)
     route = routing.start(new_call(None), NOW, deadline())
-    assert route.kind is RouteKind.AGENT and store.requests == ["UpdateItem"]
+    assert route.kind is RouteKind.AGENT and store.rounds == [["UpdateItem"]]
     assert route.state.record is not None
     assert NoteCode.NO_CALLER_KEY in {note.code for note in route.state.record.notes}
 
@@ -124,11 +126,12 @@ def test_the_known_agent_replaces_the_early_hold_in_the_same_write(one_pool: Mem
         agent_id="team-02", pool=known.pool, call_id="earlier", at=NOW - DAY, expires_at=NOW + DAY
     )
     store.put_caller(key(US), None, [], [_earlier(link)])
+    store.rounds.clear()
     route = routing.start(new_call(US), NOW, deadline())
     assert route.state.agent_id == "team-02" and route.state.mode is RoutingMode.KNOWN_AGENT
     assert held_by(store, "call-1") == ["team-02"]
     # Round 1: context and early hold; round 2: the known agent, the early hold let go in that write.
-    assert store.requests == ["Query", "UpdateItem", "UpdateItem"]
+    assert store.rounds == [["Query", "UpdateItem"], ["UpdateItem"]]
 
 
 def test_an_early_hold_in_another_pool_is_let_go_in_a_write_of_its_own(store: MemoryStore) -> None:
@@ -139,11 +142,14 @@ def test_an_early_hold_in_another_pool_is_let_go_in_a_write_of_its_own(store: Me
     early_pool = next(p for p in store.directory(deadline()).pools if p != known.pool)
     link = LastAgent(agent_id="rt-00", pool=known.pool, call_id="earlier", at=NOW - DAY, expires_at=NOW + DAY)
     store.put_caller(key(US), None, [], [_earlier(link)])
+    store.rounds.clear()
     route = routing.start(new_call(US), NOW, deadline())
     assert route.state.agent_id == "rt-00"
     assert held_by(store, "call-1") == ["rt-00"]
     assert early_pool  # the container started from the headphones pool
-    assert store.requests.count("UpdateItem") >= 2
+    # Round 2 sends together: the known agent's reservation, a read of their pool (to learn where they
+    # ring; this container had not seen it) and the early hold let go.
+    assert store.rounds == [["Query", "UpdateItem"], ["UpdateItem", "Query", "UpdateItem"]]
 
 
 def test_interests_pick_the_best_skilled_agent(store: MemoryStore) -> None:
