@@ -70,7 +70,7 @@ def test_first_call_goes_to_the_agent_matching_the_callers_interest(
     reserved = store.agent("berlin-07")
     assert reserved is not None and reserved.state is AgentState.RINGING
     assert reserved.reserved_by == call_tag(lena.transaction_id)
-    # Nobody else is held for the call (an early hold it did not need was let go).
+    # Nobody else is held for the call.
     held = [a.agent_id for a in store.agents() if a.reserved_by == call_tag(lena.transaction_id)]
     assert held == ["berlin-07"]
 

@@ -1,4 +1,4 @@
-"""The call flow over the in-memory store: round trips, early holds, lost races, failover, outages, the
+"""The call flow over the in-memory store: round trips, lost races, failover, outages, the
 privacy gate when the profile cannot be read, and the caller-key secret when it cannot be had. The same
 store promises are held against DynamoDB Local in tests/integration/test_store_contract.py."""
 
@@ -90,13 +90,13 @@ def held_by(store: MemoryStore, call_id: str) -> list[str]:
 # -- round trips ---------------------------------------------------------------------------------------
 
 
-def test_a_new_caller_is_routed_in_one_round_trip_by_a_warm_container(store: MemoryStore) -> None:
+def test_a_new_caller_is_routed_in_two_round_trips_by_a_warm_container(store: MemoryStore) -> None:
     routing = flow(store)
     warm(routing, store)
     route = routing.start(new_call("+12025550111"), NOW, deadline())
     assert route.kind is RouteKind.AGENT and route.state.mode is RoutingMode.ANY_AVAILABLE
-    # The caller's context and the hold on the agent they get without profile data, sent together.
-    assert store.rounds == [["Query", "UpdateItem"]]
+    # The caller's context, then the reservation of the longest-idle agent the container knows free.
+    assert store.rounds == [["Query"], ["UpdateItem"]]
     assert held_by(store, "call-1") == [route.state.agent_id]
 
 
@@ -116,40 +116,67 @@ def test_a_caller_with_no_number_needs_no_context_read(store: MemoryStore) -> No
     assert NoteCode.NO_CALLER_KEY in {note.code for note in route.state.record.notes}
 
 
-def test_the_known_agent_replaces_the_early_hold_in_the_same_write(one_pool: MemoryStore) -> None:
-    store = one_pool
-    routing = flow(store)
-    warm(routing, store)
-    known = store.agent("team-02")
-    assert known is not None
+def _returning_caller(routing: CallFlow, store: MemoryStore, same_pool: bool) -> tuple[LastAgent, str, str]:
+    """A warm container, and a caller whose last agent is in the pool it knows (or in the other pool) and
+    who is interested in the other pool's product. Returns the link, the known pool and the other pool."""
+    first = routing.start(new_call("+12025550111", "warm-up"), NOW, deadline())
+    assert first.state.ringing is not None
+    known_pool = first.state.ringing.pool
+    other_pool = next(p for p in store.directory(deadline()).pools if p != known_pool)
+    team = [a for a in store.agents() if a.pool == (known_pool if same_pool else other_pool)]
+    agent_id = next(a.agent_id for a in team if a.agent_id != first.state.agent_id)
+    ours = next(a for a in store.agents() if a.pool == known_pool)
+    product = "m3" if ours.agent_id.startswith("hp-") else "x200"
     link = LastAgent(
-        agent_id="team-02", pool=known.pool, call_id="earlier", at=NOW - DAY, expires_at=NOW + DAY
+        agent_id=agent_id, pool=team[0].pool, call_id="earlier", at=NOW - DAY, expires_at=NOW + DAY
     )
-    store.put_caller(key(US), None, [], [_earlier(link)])
+    store.put_caller(key(US), None, [interest(product, 0.9, NOW)], [_earlier(link)])
     store.rounds.clear()
-    route = routing.start(new_call(US), NOW, deadline())
-    assert route.state.agent_id == "team-02" and route.state.mode is RoutingMode.KNOWN_AGENT
-    assert held_by(store, "call-1") == ["team-02"]
-    # Round 1: context and early hold; round 2: the known agent, the early hold let go in that write.
-    assert store.rounds == [["Query", "UpdateItem"], ["UpdateItem"]]
+    return link, known_pool, other_pool
 
 
-def test_an_early_hold_in_another_pool_is_let_go_in_a_write_of_its_own(store: MemoryStore) -> None:
+def test_a_returning_caller_is_reserved_their_agent_while_the_pools_of_their_interests_are_read(
+    store: MemoryStore,
+) -> None:
     routing = flow(store)
-    warm(routing, store)
-    known = store.agent("rt-00")
-    assert known is not None
-    early_pool = next(p for p in store.directory(deadline()).pools if p != known.pool)
-    link = LastAgent(agent_id="rt-00", pool=known.pool, call_id="earlier", at=NOW - DAY, expires_at=NOW + DAY)
-    store.put_caller(key(US), None, [], [_earlier(link)])
+    link, _, other_pool = _returning_caller(routing, store, same_pool=True)
+    route = routing.start(new_call(US), NOW, deadline())
+    assert route.state.agent_id == link.agent_id and route.state.mode is RoutingMode.KNOWN_AGENT
+    # Round 2: the known agent's reservation and, for the failover candidates, a read of the pool of
+    # the caller's interest, together.
+    assert store.rounds == [["Query"], ["UpdateItem", "Query"]]
+    record = route.state.record
+    assert record is not None
+    assert [(c.mode, c.pool) for c in record.candidates[1:3]] == [(RoutingMode.INTEREST, other_pool)] * 2
+    assert held_by(store, "call-1") == [link.agent_id]
+
+
+def test_a_returning_caller_whose_agent_is_in_a_pool_the_container_does_not_know_still_needs_two_trips(
+    store: MemoryStore,
+) -> None:
+    routing = flow(store)
+    link, _, _ = _returning_caller(routing, store, same_pool=False)
+    route = routing.start(new_call(US), NOW, deadline())
+    assert route.state.agent_id == link.agent_id and route.state.mode is RoutingMode.KNOWN_AGENT
+    # The agent's pool (their interest's too) is read with the reservation, to learn where they ring.
+    assert store.rounds == [["Query"], ["UpdateItem", "Query"]]
+    assert route.endpoint is not None and route.endpoint.address == link.agent_id
+    assert held_by(store, "call-1") == [link.agent_id]
+
+
+def test_when_the_known_agent_is_taken_elsewhere_the_best_interest_match_gets_the_call(
+    store: MemoryStore,
+) -> None:
+    routing = flow(store)
+    link, _, other_pool = _returning_caller(routing, store, same_pool=True)
+    store.reserve(link.pool, link.agent_id, call_tag("elsewhere"), NOW, NOW + 35, deadline())
     store.rounds.clear()
     route = routing.start(new_call(US), NOW, deadline())
-    assert route.state.agent_id == "rt-00"
-    assert held_by(store, "call-1") == ["rt-00"]
-    assert early_pool  # the container started from the headphones pool
-    # Round 2 sends together: the known agent's reservation, a read of their pool (to learn where they
-    # ring; this container had not seen it) and the early hold let go.
-    assert store.rounds == [["Query", "UpdateItem"], ["UpdateItem", "Query", "UpdateItem"]]
+    assert route.state.mode is RoutingMode.INTEREST and route.state.ringing is not None
+    assert route.state.ringing.pool == other_pool
+    # The race lost in round 2 brought the interest's pool; round 3 reserves the best match there.
+    assert store.rounds == [["Query"], ["UpdateItem", "Query"], ["UpdateItem"]]
+    assert held_by(store, "call-1") == [route.state.agent_id]
 
 
 def test_interests_pick_the_best_skilled_agent(store: MemoryStore) -> None:
@@ -342,6 +369,12 @@ def test_the_secret_is_fetched_once_per_container(store: MemoryStore) -> None:
     for index in range(3):
         routing.start(new_call(US, f"call-{index}"), NOW, deadline())
     assert fetches == [1]
+
+
+def _pool_of(store: MemoryStore, agent_id: str) -> str:
+    found = store.agent(agent_id)
+    assert found is not None
+    return found.pool
 
 
 def _earlier(link: LastAgent) -> DecisionRecord:

@@ -1,14 +1,17 @@
 """Routing one new call in three steps, each a short method: look, decide, reserve.
 
-Look (one round trip): the caller's context, read while the call already holds the agent it would get
-without profile data (the longest idle in the pool this container takes calls from). Most callers have
-no usable profile data, and their call is then routed in that one round trip. A second round trip reads
-the pools of the caller's interests, when this container has no fresh view of them.
+Look (one round trip): the caller's context, with the pool directory and the pool this container offers
+calls from when it has no fresh view of them. A second round trip reads the pools of the caller's
+interests, when this container has no fresh view of them; for a caller whose last agent comes first,
+those reads wait for the reservation and go out with it.
 Decide: the pure routing and privacy policy, over the agents of the pools seen (and the caller's last
 agent, whose pool need not have been seen).
-Reserve: one conditional write on the chosen agent's pool, which lets go of the early hold in the same
-write when it shares the pool. Whatever else that step needs goes in the same round trip: the early
-hold let go in another pool, and the last agent's pool read (to find where they ring).
+Reserve: one conditional write on the chosen agent's pool. The pool reads that waited go out with it,
+and so does a read of the chosen agent's pool when this container does not know where they ring.
+
+A warm container routes a caller without usable profile data in two round trips (context, reservation)
+and a returning caller in two as well; a caller whose interests point to pools it has not seen lately,
+or who lost a race to a concurrent call, in three.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from rapport.budget import Deadline
 from rapport.call import CallState, InboundCall, Route, RouteKind, Stage, fallback
 from rapport.explain import candidate_reasons
 from rapport.models import (
+    AgentEndpoint,
     Attempt,
     CallerContext,
     Candidate,
@@ -82,12 +86,9 @@ class UnseenAgent:
         return True
 
 
-_NO_VIEW = PoolView("", {}, {}, 0.0, 0.0)
-
-
 @dataclass(frozen=True)
 class Held:
-    """An agent this call holds: what the conditional write reserved."""
+    """An agent and their pool: what a reservation names."""
 
     agent_id: str
     pool: str
@@ -112,9 +113,12 @@ class NewCall:
     live: list[Interest] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
     seen: dict[str, PoolView] = field(default_factory=dict)
-    early: Held | None = None
     known: LastAgent | None = None
     """The caller's last agent, where policy allows routing to them."""
+    waiting: list[str] = field(default_factory=list)
+    """Pools to read, sent with the first reservation (the caller's last agent is tried first)."""
+    lost: set[str] = field(default_factory=set)
+    """Agents this call tried to reserve and found taken."""
     tag: str = ""
     """The mark this call leaves on the agent it holds."""
 
@@ -128,8 +132,8 @@ class NewCall:
     # -- look -------------------------------------------------------------------------------------------
 
     def look(self) -> None:
-        """Round 1: the caller's context, the directory and any stale pool this call starts from, and the
-        early hold. Round 2, only if needed: the pools the context points to."""
+        """Round 1: the caller's context, the directory and any stale pool this call starts from. Round 2,
+        only if needed (and then perhaps with the reservation): the pools the context points to."""
         self.notes = [] if self.key else [Note(code=NoteCode.NO_CALLER_KEY)]
         live = [
             Interest(product=product, score=1.0, updated_at=self.now, sources=[LIVE_INTEREST_SOURCE])
@@ -137,7 +141,6 @@ class NewCall:
         ]
         directory = self.views.directory(self.now)
         stale = self._use_fresh(self._pools_for(directory, CallerContext(), live, None)) if directory else []
-        early = self._early_pick() if self.key and not live else None
         requests: list[Callable[[], object]] = []
         if self.key is not None:
             key = self.key
@@ -145,8 +148,6 @@ class NewCall:
         if directory is None:
             requests.append(lambda: self.store.directory(self.deadline))
         requests += [self._read(pool_id) for pool_id in stale]
-        if early is not None:
-            requests.append(lambda: self._hold(early, None))
         results = self.store.together(requests, self.deadline)
         readable = True
         if self.key is not None:
@@ -159,18 +160,20 @@ class NewCall:
                 readable = False
         if directory is None:
             directory = self._directory_from(results.pop(0))
-        if early is not None:
-            self._early_held(early, results.pop())
         self._keep(stale, results)
         region = self.call.region or (self.context.profile.jurisdiction if self.context.profile else None)
         self.allowed = permissions(self.rules, region, self.context.profile, profile_readable=readable)
         self.live = live if self.allowed.use_interests else []
         if directory is not None:
             self.known = self._known_agent(directory)
-            wanted = self._pools_for(directory, self.context, self.live, self.allowed)
-            self._read_pools([pool_id for pool_id in wanted if pool_id not in self.seen])
             if self.known is not None and self.known.pool not in self.seen:
                 self._use_fresh([self.known.pool])  # if stale, it is read as the agent is reserved
+            wanted = self._pools_for(directory, self.context, self.live, self.allowed)
+            stale = self._use_fresh([pool_id for pool_id in wanted if pool_id not in self.seen])
+            if self._known_comes_first():
+                self.waiting = stale
+            else:
+                self._keep(stale, self.store.together([self._read(p) for p in stale], self.deadline))
 
     def _known_agent(self, directory: Directory) -> LastAgent | None:
         last = self.context.last_agent
@@ -178,6 +181,17 @@ class NewCall:
         if last is None or not self.allowed.use_known_agent or last.expires_at <= self.now:
             return None
         return last if last.pool in directory.pools else None
+
+    def _known_comes_first(self) -> bool:
+        """Whether the caller's last agent will be the first choice (free, or not seen lately): then nothing
+        else is needed to decide, and the other pools are read as they are reserved."""
+        if self.known is None:
+            return False
+        view = self.seen.get(self.known.pool)
+        if view is None:
+            return True
+        agent = next((a for a in view.agents if a.agent_id == self.known.agent_id), None)
+        return agent is not None and self._free(agent)
 
     def _pools_for(
         self,
@@ -216,7 +230,8 @@ class NewCall:
         return lambda: self.store.pool(pool_id, self.now, self.deadline)
 
     def _read_pools(self, pool_ids: Sequence[str]) -> None:
-        stale = self._use_fresh(pool_ids)
+        stale = self._use_fresh(list(dict.fromkeys([*self.waiting, *pool_ids])))
+        self.waiting = []
         self._keep(stale, self.store.together([self._read(pool_id) for pool_id in stale], self.deadline))
 
     def _keep(self, pool_ids: Sequence[str], results: Sequence[object]) -> None:
@@ -236,23 +251,15 @@ class NewCall:
         self.notes.append(Note(code=NoteCode.AGENTS_UNREADABLE, detail=str(result)))
         return None
 
-    def _early_pick(self) -> Held | None:
-        """The agent this call would get without profile data: the longest idle in the pool it starts
-        from, when this container has a fresh view of it."""
-        free = [agent for view in self.seen.values() for agent in view.agents if self._free(agent)]
-        if not free:
-            return None
-        first = min(free, key=lambda agent: (agent.idle_since, agent.agent_id))
-        return Held(first.agent_id, first.pool)
-
     # -- decide -----------------------------------------------------------------------------------------
 
     def decide(self) -> Decision:
         agents: dict[str, Routable] = {
             agent.agent_id: agent for view in self.seen.values() for agent in view.agents
         }
-        if self.known is not None and self.known.pool not in self.seen:
-            agents[self.known.agent_id] = UnseenAgent(self.known.agent_id, self.known.pool)
+        known = self.known
+        if known is not None and known.pool not in self.seen and known.agent_id not in self.lost:
+            agents[known.agent_id] = UnseenAgent(known.agent_id, known.pool)
         reachable = [agent for agent in agents.values() if self._reachable(agent)]
         notes = list(self.notes)
         if len(reachable) < len(agents):
@@ -293,11 +300,13 @@ class NewCall:
                 decision = self.decide()
                 continue
             chosen = decision.candidates[0]
+            more_seen = bool(self.waiting)
             try:
-                self._hold(Held(chosen.agent_id, chosen.pool), self.early)
+                self._hold(Held(chosen.agent_id, chosen.pool))
             except AgentTaken as taken:
                 logger.info("agent taken by another call", extra={"agent_id": chosen.agent_id})
                 self._saw(chosen.pool, taken.seats)
+                self.lost.add(chosen.agent_id)
                 lost += 1
                 decision = self.decide()
                 window = list(decision.candidates[:CONTENTION_WINDOW])
@@ -309,48 +318,49 @@ class NewCall:
             except StoreUnavailable as error:
                 logger.error("reservation failed", extra={"error": str(error)})
                 return self._fallback(Note(code=NoteCode.RESERVATION_FAILED, detail=str(error)), decision)
+            if more_seen:  # pools read with the reservation: the candidates to fail over to
+                decision = self._led_by(chosen, self.decide())
             return self._ringing(chosen, decision)
         return self._fallback(Note(code=NoteCode.ALL_TAKEN), decision)
 
-    def _hold(self, wanted: Held, early: Held | None) -> Held:
-        """Reserve `wanted` (a no-op when the early hold is that very agent). In the same round trip: the
-        early hold let go (in this write when it shares the pool, else in a write of its own) and, when
-        this call has not seen `wanted`'s pool, the pool read to find where they ring."""
-        if early == wanted:
-            return wanted
+    @staticmethod
+    def _led_by(chosen: Candidate, decision: Decision) -> Decision:
+        """`decision` with the agent this call holds as its first candidate."""
+        others = [c for c in decision.candidates if c.agent_id != chosen.agent_id]
+        first = next((c for c in decision.candidates if c.agent_id == chosen.agent_id), chosen)
+        return decision.model_copy(update={"candidates": [first, *others]})
+
+    def _hold(self, wanted: Held) -> None:
+        """Reserve `wanted`. In the same round trip: the pool reads that waited for this step and, when this
+        container does not know where `wanted` rings, a read of their pool."""
         hold_until = self.now + self.hold_seconds
-        shared = early is not None and early.pool == wanted.pool
-        let_go = LetGo(early.agent_id, missed=False) if early is not None and shared else None
-        unseen = wanted.pool not in self.seen
-        requests: list[Callable[[], object]] = [
-            lambda: self.store.reserve(
-                wanted.pool, wanted.agent_id, self.tag, self.now, hold_until, self.deadline, let_go
-            )
-        ]
-        if unseen:
-            requests.append(self._read(wanted.pool))
-        if early is not None and not shared:
-            requests.append(lambda: self._let_go(early))
-            self.early = None  # let go whatever the reservation's outcome: it is free for a next try
-        results = self.store.together(requests, self.deadline)
-        if unseen:
-            self._keep([wanted.pool], [results[1]])
+        reads = list(self.waiting)
+        self.waiting = []
+        if self._endpoint(wanted) is None and wanted.pool not in reads:
+            reads.append(wanted.pool)
+        results = self.store.together(
+            [
+                lambda: self.store.reserve(
+                    wanted.pool, wanted.agent_id, self.tag, self.now, hold_until, self.deadline
+                ),
+                *(self._read(pool_id) for pool_id in reads),
+            ],
+            self.deadline,
+        )
+        self._keep(reads, results[1:])
         if isinstance(results[0], StoreError):
             raise results[0]
         self._changed(wanted.pool, wanted.agent_id, lambda seat: seat.held(self.tag, hold_until))
-        if early is not None and shared:
-            self._changed(early.pool, early.agent_id, lambda seat: seat.let_go(self.now, missed=False))
-        self.early = None
-        if wanted.agent_id not in self.seen.get(wanted.pool, _NO_VIEW).members:
+        if self._endpoint(wanted) is None:
             self._let_go(wanted)
             raise StoreUnavailable(f"where {wanted.agent_id} rings could not be read")
-        return wanted
 
-    def _early_held(self, early: Held, result: object) -> None:
-        if isinstance(result, Held):
-            self.early = result
-        elif isinstance(result, AgentTaken):
-            self._saw(early.pool, result.seats)
+    def _endpoint(self, held: Held) -> AgentEndpoint | None:
+        """Where an agent rings: from this call's view of their pool, else the container's routing data."""
+        view = self.seen.get(held.pool)
+        members = view.members if view is not None else self.views.members(held.pool, self.now)
+        member = (members or {}).get(held.agent_id)
+        return member.endpoint if member is not None else None
 
     def _changed(self, pool_id: str, agent_id: str, change: Callable[[Seat], Seat]) -> None:
         """A write of this call succeeded: its view and the container's follow it."""
@@ -365,15 +375,20 @@ class NewCall:
                 held.pool, LetGo(held.agent_id, missed=False), self.tag, self.now, self.deadline
             )
         except StoreError as error:
-            logger.warning("early hold not let go: it lapses by itself", extra={"error": str(error)})
+            logger.warning("reservation not let go: it lapses by itself", extra={"error": str(error)})
             return
         self._changed(held.pool, held.agent_id, lambda seat: seat.let_go(self.now, missed=False))
 
     def _saw(self, pool_id: str, seats: Mapping[str, Seat]) -> None:
         """A lost race's answer: the pool as it is now, for this call's next choice and the container's."""
-        if seats and pool_id in self.seen:
-            self.seen[pool_id] = self.seen[pool_id].with_seats(seats, self.now)
-            self.views.remember_seats(pool_id, seats, self.now)
+        if not seats:
+            return
+        self.views.remember_seats(pool_id, seats, self.now)
+        view = self.seen.get(pool_id)
+        if view is not None:
+            self.seen[pool_id] = view.with_seats(seats, self.now)
+        elif (known := self.views.view(pool_id, self.now)) is not None:
+            self.seen[pool_id] = known  # routing data this container had, availability just returned
 
     def _why_nobody(self, lost: int) -> Note:
         """Why no candidate is left: the agents could not be read at all, or they were busy (or taken)."""
@@ -384,8 +399,8 @@ class NewCall:
 
     def _probe(self) -> bool:
         """Look at up to `EXTRA_POOLS` more pools; False when there are none."""
-        more = self.views.more_pools(self.seen, self.now)[:EXTRA_POOLS]
-        if not more:
+        more = [p for p in self.views.more_pools(self.seen, self.now) if p not in self.waiting][:EXTRA_POOLS]
+        if not more and not self.waiting:
             return False
         self._read_pools(more)
         return True
@@ -425,14 +440,11 @@ class NewCall:
         return Route(
             RouteKind.AGENT,
             self._state().model_copy(update={"record": record}),
-            endpoint=self.seen[chosen.pool].members[chosen.agent_id].endpoint,
+            endpoint=self._endpoint(Held(chosen.agent_id, chosen.pool)),
             reason="; ".join(candidate_reasons(chosen, decision.interests, self.now)),
         )
 
     def _fallback(self, why: Note, decision: Decision) -> Route:
-        if self.early is not None:
-            self._let_go(self.early)
-            self.early = None
         notes = [
             note for note in decision.notes if note.code is not NoteCode.NO_AGENT_AVAILABLE and note != why
         ]
