@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
@@ -58,7 +58,7 @@ from rapport.store import LetGo, StoreError
 from rapport.store.dynamodb import DynamoStore
 from rapport.store.memory import MemoryStore
 from rapport_local import PROJECT_DIR
-from rapport_local.emf import MetricSink, MetricTotals
+from rapport_local.emf import MetricTotals
 from rapport_local.engine import DynamoDBLocal, create_table, local_client
 from rapport_local.lambda_runner import FakeLambdaContext, LocalFunction
 from rapport_local.sma_contract import response_problems
@@ -257,6 +257,14 @@ class Meter:
 # -- one call at a time ----------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def lambda_stdout() -> Iterator[None]:
+    """Where the handler's log and metric lines go while it is timed: a plain file write, as Lambda's
+    stdout is (reading the metrics back, as the load runs do, would be timed with the handler)."""
+    with open(os.devnull, "w") as devnull, redirect_stdout(devnull):
+        yield
+
+
 def timed_call(
     function: Function, number: str, fail_first: bool, meter: Meter | None = None
 ) -> tuple[list[float], int]:
@@ -322,7 +330,7 @@ def sequential(setup: Setup, calls: int) -> Sequential:
     """Every kind of call in turn, `calls` times, so that all see the same engine state and machine load."""
     result = Sequential()
     rapport_meter, baseline_meter = Meter(), Meter()
-    with setup.rapport.environment_applied(), redirect_stdout(MetricSink()):
+    with setup.rapport.environment_applied(), lambda_stdout():
         setup.rapport.run({"InvocationEventType": "RINGING"})  # a warm container, as in steady traffic
         rapport_meter.attach(setup.rapport.module.services().store.client)
         baseline_meter.attach(setup.baseline.dynamodb)
@@ -380,7 +388,7 @@ def compute(size: int, calls: int) -> list[float]:
     # The store stands in for DynamoDB, outside the function: its objects are no part of the heap the
     # collector walks in Lambda (the handler freezes its own start-up objects the same way).
     gc.freeze()
-    with function.environment_applied(), redirect_stdout(MetricSink()):
+    with function.environment_applied(), lambda_stdout():
         services = function.module.services()
         services.store = memory
         services.flow = CallFlow(

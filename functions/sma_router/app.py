@@ -326,7 +326,11 @@ def _dispatch(event: SmaEvent, problems: list[str], context: Any, metrics: CallM
     answer: dict[str, Any] | None = None
     deadline: Deadline | None = None
     try:
-        deadline = Deadline.for_invocation(context, services().settings.time_budget_ms)
+        settings = services().settings
+        budget_ms = (
+            settings.time_budget_ms if event.event_type in NEEDS_A_ROUTE else settings.bookkeeping_budget_ms
+        )
+        deadline = Deadline.for_invocation(context, budget_ms)
         with enforced(deadline):
             answer = handler(event, deadline, metrics)
     except BudgetSpent:

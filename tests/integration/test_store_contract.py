@@ -222,7 +222,9 @@ def test_a_failover_to_a_taken_agent_changes_nothing(any_store: Store, two_free:
     assert still is not None and still.reserved_by == TAG and still.no_answers == 0
 
 
-def test_letting_go_of_an_unused_reservation_leaves_the_agent_as_it_was(any_store: Store, two_free: str) -> None:
+def test_letting_go_of_an_unused_reservation_leaves_the_agent_as_it_was(
+    any_store: Store, two_free: str
+) -> None:
     before = any_store.agent("berlin-07")
     any_store.reserve(two_free, "berlin-07", TAG, NOW, NOW + 35, deadline())
     any_store.let_go(two_free, LetGo("berlin-07", missed=False), TAG, NOW + 1, deadline())

@@ -13,7 +13,8 @@ import pytest
 from builders import agent
 from rapport.budget import BudgetSpent, Deadline, enforced
 from rapport.calls import CallFlow
-from rapport.models import Presence
+from rapport.models import AgentState, Outcome, Presence
+from rapport.numbers import caller_key
 from rapport.pools import PoolViews
 from rapport.privacy import load_rules
 from rapport.secrets import PepperSource
@@ -145,3 +146,26 @@ def test_an_offline_roster_still_answers_in_time(router_with: Any) -> None:
     caller = SimulatedCall(router.invoke, "+12025550107")
     response, _ = timed(router, caller.event("NEW_INBOUND_CALL", [caller.leg_a]))
     assert actions_of(response, "CallAndBridge")[0]["Endpoints"][0]["Uri"] == FALLBACK
+
+
+def test_a_hang_up_gets_the_longer_bookkeeping_budget_to_free_the_agent_and_keep_the_record(
+    router_with: Any,
+) -> None:
+    router = router_with(lambda: "pepper")
+    store = router.module.services().store
+    caller = SimulatedCall(router.invoke, "+12025550107")
+    answer = caller.new_inbound()
+    agent_id = bridge_target(answer)
+    caller.bridge_answered(actions_of(answer, "CallAndBridge")[0])
+
+    def slow(operation: str) -> None:
+        time.sleep(0.25)  # the release and the record together outlast a waiting caller's 0.3 s
+
+    store.before_request = slow
+    response, seconds = timed(router, caller.event("HANGUP", [caller.leg_a], {"Type": "Hangup"}))
+    assert response_problems(response) == []
+    assert seconds < 3.0 + SLACK  # RAPPORT_BOOKKEEPING_BUDGET_MS
+    freed = store.agent(str(agent_id))
+    assert freed is not None and freed.reserved_by is None and freed.state is AgentState.WRAP_UP
+    record = store.decision(caller_key("+12025550107", "pepper"), caller.transaction_id)
+    assert record is not None and record.outcome is Outcome.ENDED

@@ -22,7 +22,7 @@ from rapport.models import (
     RoutingMode,
 )
 from rapport.numbers import caller_key
-from rapport.pools import PoolViews, call_tag
+from rapport.pools import ROSTER_MAX_AGE, PoolViews, call_tag
 from rapport.privacy import load_rules
 from rapport.secrets import RETRY_AFTER_SECONDS, PepperSource
 from rapport.settings import Settings
@@ -105,6 +105,18 @@ def test_a_fresh_container_reads_the_directory_and_a_pool_first(store: MemorySto
     routing.start(new_call(US), NOW, deadline())
     # The directory and the caller's context together, then the pool, then the reservation.
     assert store.rounds == [["Query", "GetItem"], ["Query"], ["UpdateItem"]]
+
+
+def test_a_container_whose_directory_is_old_rereads_it_without_an_extra_round_trip(
+    store: MemoryStore,
+) -> None:
+    routing = flow(store)
+    warm(routing, store)
+    later = NOW + ROSTER_MAX_AGE + 1
+    route = routing.start(new_call("+12025550111"), later, Deadline(1.5))
+    assert route.kind is RouteKind.AGENT
+    # The old directory still says which pool to read: it is read with the new directory and the context.
+    assert store.rounds == [["Query", "GetItem", "Query"], ["UpdateItem"]]
 
 
 def test_a_caller_with_no_number_needs_no_context_read(store: MemoryStore) -> None:

@@ -140,7 +140,8 @@ class NewCall:
             for product in self.call.live_products
         ]
         directory = self.views.directory(self.now)
-        stale = self._use_fresh(self._pools_for(directory, CallerContext(), live, None)) if directory else []
+        guide = directory or self.views.last_directory()
+        stale = self._use_fresh(self._pools_for(guide, CallerContext(), live, None)) if guide else []
         requests: list[Callable[[], object]] = []
         if self.key is not None:
             key = self.key

@@ -210,6 +210,12 @@ class PoolViews:
         known = self._directory
         return known[0] if known is not None and now - known[1] < ROSTER_MAX_AGE else None
 
+    def last_directory(self) -> Directory | None:
+        """The directory as last read, however old: good enough to choose pools to read while a fresh
+        one is fetched (pools are added and refilled, rarely taken away)."""
+        known = self._directory
+        return known[0] if known is not None else None
+
     def remember_directory(self, directory: Directory, now: float) -> None:
         self._directory = (directory, now)
 

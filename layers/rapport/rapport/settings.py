@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     )
     caller_id_number: str = ""
     time_budget_ms: int = Field(default=1500, ge=100, le=4000)
+    """For events after which a caller waits for a route."""
+    bookkeeping_budget_ms: int = Field(default=3000, ge=100, le=4000)
+    """For the events nobody waits on (bridge answered, hang-up), whose writes free the agent and keep
+    the record: lost if they are cut short."""
     ring_timeout_seconds: int = Field(default=20, ge=1, le=120)
     max_candidates: int = Field(default=5, ge=1, le=8)
 
