@@ -248,6 +248,23 @@ def test_failover_in_the_same_pool_is_one_write_that_frees_and_counts_the_missed
     ]
 
 
+def test_after_a_failover_the_container_still_offers_the_agent_who_missed_to_its_next_call() -> None:
+    pair = MemoryStore()
+    pair.load_roster([agent("berlin-07", NOW - 600), agent("hamburg-02", NOW - 300, wrap_up_seconds=30)])
+    routing = flow(pair)
+    first = routing.start(new_call(None, "call-1"), NOW, deadline())
+    assert first.state.agent_id == "berlin-07"
+    second = routing.no_answer(first.state, "call-1", "CallNotAnswered", NOW + 1, deadline())
+    assert second.state.agent_id == "hamburg-02"
+    talking = routing.connected(second.state, "call-1", NOW + 2, deadline())
+    routing.ended(talking, "call-1", NOW + 3, deadline())  # hamburg-02 wraps up for 30 s
+    # Within the container's view's lifetime, without reading the pool again: berlin-07 is free.
+    pair.rounds.clear()
+    third = routing.start(new_call(None, "call-2"), NOW + 4, deadline())
+    assert third.kind is RouteKind.AGENT and third.state.agent_id == "berlin-07"
+    assert pair.rounds == [["UpdateItem"]]
+
+
 def test_when_no_candidate_is_left_the_missed_agent_is_freed_and_the_fallback_takes_the_call(
     store: MemoryStore,
 ) -> None:

@@ -110,19 +110,26 @@ class CallFlow:
         ]
         state = state.model_copy(update={"record": record.model_copy(update={"attempts": attempts})})
         tag = call_tag(call_id)
-        released = False
+        hold = now + self._hold_seconds
         for candidate in state.pending():
             shared = candidate.pool == missed.pool
             try:
                 let_go = LetGo(missed.agent_id, missed=True) if shared else None
-                endpoint = self._reserve_next(candidate, let_go, tag, now, deadline)
-            except AgentTaken:
+                endpoint = self._reserve_next(candidate, let_go, tag, now, hold, deadline)
+            except AgentTaken as taken:
                 logger.info("failover agent taken", extra={"agent_id": candidate.agent_id})
+                if taken.seats:
+                    self._views.remember_seats(candidate.pool, taken.seats, now)
                 continue
             except StoreUnavailable as failure:
                 return self.fallback(state, Note(code=NoteCode.RESERVATION_FAILED, detail=str(failure)))
-            released = shared
-            if not released:
+            # This container's view follows its own writes, or its next calls would see them busy.
+            self._views.remember_change(candidate.pool, candidate.agent_id, lambda seat: seat.held(tag, hold))
+            if shared:
+                self._views.remember_change(
+                    missed.pool, missed.agent_id, lambda seat: seat.let_go(now, missed=True)
+                )
+            else:
                 self._release_missed(missed, tag, now, deadline)
             attempt = Attempt(agent_id=candidate.agent_id, mode=candidate.mode, pool=candidate.pool, at=now)
             return Route(
@@ -137,13 +144,18 @@ class CallFlow:
         return self.fallback(state, Note(code=NoteCode.NO_CANDIDATE_ANSWERED, detail=error))
 
     def _reserve_next(
-        self, candidate: Candidate, let_go: LetGo | None, tag: str, now: float, deadline: Deadline
+        self,
+        candidate: Candidate,
+        let_go: LetGo | None,
+        tag: str,
+        now: float,
+        hold: float,
+        deadline: Deadline,
     ) -> AgentEndpoint:
         """Reserve a failover candidate and find where they ring: from this container's view of their pool,
         or, when it has none, by reading the pool in the same round trip."""
 
         def reserve() -> None:
-            hold = now + self._hold_seconds
             self._store.reserve(candidate.pool, candidate.agent_id, tag, now, hold, deadline, let_go)
 
         members = self._views.members(candidate.pool, now)
