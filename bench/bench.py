@@ -7,7 +7,8 @@ Against DynamoDB Local on loopback (one engine, one table per roster size, same 
 3. the handler's own compute, its store answered from memory;
 4. load: CALLS calls at concurrency WORKERS, each invocation served by one of WORKERS containers, with
    errors, double-bookings, lost last-agent links and why calls reached the fallback;
-5. cold start of each function in a fresh process, and package sizes from `sam build`.
+5. the designs not taken (bench/alternatives.py), their requests measured beside rapport's;
+6. cold start of each function in a fresh process, and package sizes from `sam build`.
 Writes bench/out/results.md and bench/out/latency.png, and prints the Markdown.
 """
 
@@ -35,6 +36,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import alternatives
 from containers import VOICE_CONNECTOR_ARN, Containers, load_baseline, router
 from metering import Meter
 from rapport.budget import Deadline
@@ -831,6 +833,9 @@ def main() -> None:
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 1_000, 10_000], help="roster sizes")
     parser.add_argument("--compute-calls", type=int, default=3_000)
+    parser.add_argument(
+        "--alternative-calls", type=int, default=30, help="calls per roster size for each design not taken"
+    )
     parser.add_argument("--load-calls", type=int, default=1_000)
     parser.add_argument("--workers", type=int, default=50)
     parser.add_argument(
@@ -869,6 +874,11 @@ def main() -> None:
             totals = containers.close()
             if rapport:
                 published[name] = totals
+        rejected = alternatives.measure(
+            engine.endpoint,
+            {size: roster(size, time.time()) for size in options.sizes},
+            options.alternative_calls,
+        )
         colds = cold_starts(engine.endpoint, load_setup.table, options.cold_runs, options.warm_calls)
         seeding = {size: setup.seed_seconds for size, setup in setups.items()}
     sizes: dict[str, tuple[int, int]] | str = "skipped (--no-build)" if options.no_build else package_sizes()
@@ -901,6 +911,8 @@ def main() -> None:
         ),
         "",
         *load_section(loads, published, options.workers),
+        "",
+        *alternatives.section(rejected),
         "",
         *cold_section(colds, options.cold_runs, options.warm_calls),
         "",
