@@ -92,8 +92,6 @@ def choose_agent(
     policy: RoutingPolicy | None = None,
 ) -> Decision:
     """Rank the agents for one call: known agent, then interest match, then longest idle, else fallback.
-    (Candidates are built from values already checked, without validating them again: this runs on every
-    call.)
 
     The first candidate is the one to ring; the rest are the failover order. Only data that
     `permissions` allows is looked at, and the decision records why.
@@ -113,7 +111,7 @@ def choose_agent(
         known = by_id.get(last.agent_id)
         if known is not None:
             candidates.append(
-                Candidate.model_construct(
+                Candidate(
                     agent_id=known.agent_id,
                     mode=RoutingMode.KNOWN_AGENT,
                     pool=known.pool,
@@ -139,14 +137,12 @@ def choose_agent(
             # built for those that can make the list only.
             room = policy.max_candidates - len(candidates)
             matched = [
-                Candidate.model_construct(
+                Candidate(
                     agent_id=agent.agent_id,
                     mode=RoutingMode.INTEREST,
                     pool=agent.pool,
                     score=round(score, 4),
-                    skills={
-                        p: Skill.model_construct(proficiency=f, conversion=round(c, 4)) for p, f, c in skills
-                    },
+                    skills={p: Skill(proficiency=f, conversion=round(c, 4)) for p, f, c in skills},
                 )
                 for score, agent, skills in sorted(matches, key=lambda match: -match[0])[: max(room, 0)]
             ]
@@ -163,7 +159,7 @@ def choose_agent(
     listed = {candidate.agent_id for candidate in candidates}
     rest = (agent for agent in available if agent.agent_id not in listed)
     candidates += [
-        Candidate.model_construct(
+        Candidate(
             agent_id=agent.agent_id,
             mode=RoutingMode.ANY_AVAILABLE,
             pool=agent.pool,
