@@ -109,6 +109,23 @@ def seat_of(agent: Agent) -> Seat:
     )
 
 
+def seated(agent: Agent, seat: Seat | None) -> Agent:
+    """The stored agent with their availability as their pool holds it (the reverse of `seat_of`)."""
+    if seat is None:
+        return agent
+    return agent.model_copy(
+        update={
+            "presence": seat.presence,
+            "state": seat.state,
+            "busy_until": seat.busy_until,
+            "idle_since": seat.idle_since,
+            "reserved_by": seat.held_by,
+            "no_answers": seat.no_answers,
+            "wrap_up_seconds": seat.wrap_up_seconds,
+        }
+    )
+
+
 def member_of(agent: Agent) -> Member:
     return Member(endpoint=agent.endpoint, proficiency=agent.proficiency, stats=agent.stats)
 

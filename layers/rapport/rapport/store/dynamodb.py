@@ -31,7 +31,7 @@ from rapport.models import (
     Presence,
     Product,
 )
-from rapport.pools import Directory, PoolView, Seat, member_of, seat_of
+from rapport.pools import Directory, PoolView, Seat, member_of, seat_of, seated
 from rapport.store import MAX_CALL_SECONDS, AgentTaken, ConditionFailed, LetGo, StoreError, StoreUnavailable
 from rapport.store.layout import (
     AVAIL_SK,
@@ -434,20 +434,7 @@ class DynamoStore:
         if item is None:
             return None
         stored = Agent.model_validate(item)
-        seat = self._pool_now(stored.pool).seats.get(agent_id)
-        if seat is None:
-            return stored
-        return stored.model_copy(
-            update={
-                "presence": seat.presence,
-                "state": seat.state,
-                "busy_until": seat.busy_until,
-                "idle_since": seat.idle_since,
-                "reserved_by": seat.held_by,
-                "no_answers": seat.no_answers,
-                "wrap_up_seconds": seat.wrap_up_seconds,
-            }
-        )
+        return seated(stored, self._pool_now(stored.pool).seats.get(agent_id))
 
     def agents(self) -> list[Agent]:
         directory = self.directory(Deadline(60))

@@ -21,7 +21,7 @@ from rapport.models import (
     Interest,
     Product,
 )
-from rapport.pools import Directory, Member, PoolView, Seat, member_of, seat_of
+from rapport.pools import Directory, Member, PoolView, Seat, member_of, seat_of, seated
 from rapport.store import MAX_CALL_SECONDS, AgentTaken, ConditionFailed, LetGo, StoreError, StoreUnavailable
 from rapport.store.layout import (
     CONTEXT_ITEMS,
@@ -211,19 +211,7 @@ class MemoryStore:
             if stored is None:
                 return None
             seat = self._pools[stored.pool].seats.get(agent_id)
-        if seat is None:
-            return stored
-        return stored.model_copy(
-            update={
-                "presence": seat.presence,
-                "state": seat.state,
-                "busy_until": seat.busy_until,
-                "idle_since": seat.idle_since,
-                "reserved_by": seat.held_by,
-                "no_answers": seat.no_answers,
-                "wrap_up_seconds": seat.wrap_up_seconds,
-            }
-        )
+        return seated(stored, seat)
 
     def agents(self) -> list[Agent]:
         return [agent for agent_id in list(self._agents) if (agent := self.agent(agent_id)) is not None]
