@@ -41,8 +41,9 @@ MIN_REQUEST_SECONDS = 0.05
 class _Caller:
     profile: CallerProfile | None = None
     interests: dict[str, Interest] = field(default_factory=dict)
-    records: dict[str, DecisionRecord] = field(default_factory=dict)
-    """By sort key, as in the table."""
+    records: dict[str, bytes] = field(default_factory=dict)
+    """By sort key, encoded as the table holds them: a stored record shares no object with the code that
+    wrote or reads it, and (like DynamoDB's data) adds nothing for the garbage collector to walk."""
 
 
 @dataclass
@@ -55,7 +56,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._callers: dict[str, _Caller] = {}
-        self._anonymous: dict[str, DecisionRecord] = {}
+        self._anonymous: dict[str, bytes] = {}
         self._pools: dict[str, _Pool] = {}
         self._agents: dict[str, Agent] = {}
         self._directory = Directory()
@@ -114,15 +115,10 @@ class MemoryStore:
                 context = context.model_copy(update={"profile": value})
             elif isinstance(value, Interest) and (value.expires_at is None or value.expires_at > now):
                 interests.append(value)
-            elif (
-                isinstance(value, DecisionRecord)
-                and sk.startswith(DECISION_PREFIX)
-                and value.expires_at > now
-                and context.last_agent is None
-                and value.link is not None
-                and value.link.expires_at > now
-            ):
-                context = context.model_copy(update={"last_agent": value.link})
+            elif isinstance(value, bytes) and sk.startswith(DECISION_PREFIX) and context.last_agent is None:
+                record = DecisionRecord.model_validate_json(value)
+                if record.expires_at > now and record.link is not None and record.link.expires_at > now:
+                    context = context.model_copy(update={"last_agent": record.link})
         return context.model_copy(update={"interests": interests})
 
     def pool(self, pool_id: str, now: float, deadline: Deadline) -> PoolView:
@@ -192,18 +188,20 @@ class MemoryStore:
         key = record_key(record.caller_key, record.call_id, record.decided_at)
         with self._lock:
             if record.caller_key:
-                self._callers.setdefault(record.caller_key, _Caller()).records[key["sk"]] = record
+                self._callers.setdefault(record.caller_key, _Caller()).records[key["sk"]] = _encoded(record)
             else:
-                self._anonymous[record.call_id] = record
+                self._anonymous[record.call_id] = _encoded(record)
 
     # -- off the call path ----------------------------------------------------------------------------
 
     def decision(self, caller_key: str | None, call_id: str) -> DecisionRecord | None:
         with self._lock:
             if not caller_key:
-                return self._anonymous.get(call_id)
+                stored = self._anonymous.get(call_id)
+                return DecisionRecord.model_validate_json(stored) if stored else None
             records = self._callers.get(caller_key, _Caller()).records.values()
-            return next((record for record in records if record.call_id == call_id), None)
+        decoded = (DecisionRecord.model_validate_json(record) for record in records)
+        return next((record for record in decoded if record.call_id == call_id), None)
 
     def agent(self, agent_id: str) -> Agent | None:
         with self._lock:
@@ -274,4 +272,8 @@ class MemoryStore:
                 caller.profile = profile
             caller.interests.update({interest.product: interest for interest in interests})
             for record in records:
-                caller.records[record_key(caller_key, record.call_id, record.decided_at)["sk"]] = record
+                caller.records[record_key(caller_key, record.call_id, record.decided_at)["sk"]] = _encoded(record)
+
+
+def _encoded(record: DecisionRecord) -> bytes:
+    return record.model_dump_json(by_alias=True).encode()
