@@ -272,7 +272,8 @@ class MemoryStore:
                 caller.profile = profile
             caller.interests.update({interest.product: interest for interest in interests})
             for record in records:
-                caller.records[record_key(caller_key, record.call_id, record.decided_at)["sk"]] = _encoded(record)
+                sk = record_key(caller_key, record.call_id, record.decided_at)["sk"]
+                caller.records[sk] = _encoded(record)
 
 
 def _encoded(record: DecisionRecord) -> bytes:
