@@ -7,9 +7,9 @@ record stays small, and `rapport.explain` turns the facts into the sentences a c
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 AgentId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,30}$")]
 ProductId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
@@ -91,12 +91,30 @@ class Agent(Model):
         return min(self.proficiency, key=lambda product: (-self.proficiency[product], product))
 
 
+class Contribution(Stored):
+    """One signal's part in an interest score: kept (the newest few) to explain the score."""
+
+    source: str = Field(alias="s")
+    at: float = Field(alias="t")
+    strength: float = Field(alias="w", ge=0.0, le=1.0)
+    evidence: str = Field(default="", alias="e")
+    """The words that decided, for a text signal."""
+    signal_id: str = Field(default="", alias="i")
+
+
 class Interest(Model):
     product: ProductId
     score: float = Field(ge=0.0, le=1.0)
+    """As of `updated_at`; it fades from there (`rapport.scoring.faded_score`)."""
     updated_at: float
     sources: list[str] = Field(default_factory=list)
+    """Kinds of signal behind the score, newest first."""
+    evidence: str = ""
+    """The words of the signal that counts most, when it was text."""
     expires_at: float | None = None
+    recent: list[Contribution] = Field(default_factory=list)
+    """The newest contributions (not read on the call path)."""
+    version: int = 0
 
 
 class Consent(Model):
@@ -171,6 +189,7 @@ class InterestFact(Stored):
     score: float = Field(alias="s")
     sources: list[str] = Field(alias="src", default_factory=list)
     at: float = Field(alias="t")
+    evidence: str = Field(default="", alias="e")
 
 
 class Grounds(StrEnum):
@@ -279,7 +298,19 @@ class DecisionRecord(Stored):
     expires_at: float
 
 
+Language = Literal["de", "en"]
+Term = Annotated[str, Field(min_length=1, max_length=80)]
+
+
 class Product(Model):
+    """A product of the catalog, and the words that name it or show that someone wants it, by language.
+
+    `keywords` is accepted for `synonyms` (the name in earlier scenario files)."""
+
     product_id: ProductId
-    names: dict[str, str] = Field(default_factory=dict)
-    keywords: dict[str, list[str]] = Field(default_factory=dict)
+    names: dict[Language, Term] = Field(default_factory=dict)
+    synonyms: dict[Language, list[Term]] = Field(
+        default_factory=dict, validation_alias=AliasChoices("synonyms", "keywords")
+    )
+    intent: dict[Language, list[Term]] = Field(default_factory=dict)
+    """Words that show a wish for this product in particular ("Probefahrt" for a bike)."""
