@@ -50,6 +50,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy layers/rapport local/rapport_local tests bench
 	$(BIN)/mypy functions/sma_router
 	$(BIN)/mypy functions/sip_rule
+	$(BIN)/mypy functions/signals
 
 format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .

@@ -29,6 +29,8 @@ from rapport_local.lambda_runner import LocalFunction
 
 # make_router(parameters=, environment=, endpoint=, table=): SmaRouterFunction on the test's table.
 RouterFactory = Callable[..., LocalFunction]
+# make_signals(environment=, endpoint=): SignalsFunction on the test's table and dead-letter queue.
+SignalsFactory = Callable[..., LocalFunction]
 
 NOW = 1_790_000_000.0
 DAY = 86_400.0

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import logging
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
-from builders import RouterFactory
+from builders import RouterFactory, SignalsFactory
 from rapport import SERVICE_NAME
 from rapport.store.dynamodb import DynamoStore
-from rapport_local.engine import DynamoDBLocal, create_table, local_client, local_environment
+from rapport_local.engine import (
+    LOCAL_CREDENTIALS,
+    DynamoDBLocal,
+    create_table,
+    local_client,
+    local_environment,
+)
 from rapport_local.lambda_runner import LocalFunction
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -91,3 +99,56 @@ def log_lines() -> Iterator[list[str]]:
     target.addHandler(collector)
     yield collector.lines
     target.removeHandler(collector)
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint() -> Iterator[str]:
+    """SQS for the signals' dead-letter queue: moto's server on a free loopback port (no SQS engine runs
+    here otherwise), stopped after the session."""
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def dead_letter_queue(sqs_endpoint: str) -> str:
+    client = boto3.session.Session().client(
+        "sqs",
+        endpoint_url=sqs_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    url: str = client.create_queue(QueueName=f"rapport-dlq-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+    return url
+
+
+@pytest.fixture
+def make_signals(
+    dynamodb_endpoint: str, table: str, sqs_endpoint: str, dead_letter_queue: str
+) -> SignalsFactory:
+    """SignalsFunction as `sam local invoke` would run it, against this test's table and queue."""
+
+    def make(environment: dict[str, str] | None = None, endpoint: str | None = None) -> LocalFunction:
+        return LocalFunction(
+            "SignalsFunction",
+            resources={"Table": table, "CallerKeySecret": "", "SignalsDeadLetterQueue": dead_letter_queue},
+            environment={
+                **local_environment(endpoint or dynamodb_endpoint),
+                "AWS_ENDPOINT_URL_SQS": sqs_endpoint,
+                **(environment or {}),
+            },
+        )
+
+    return make
+
+
+@pytest.fixture
+def signals_function(make_signals: SignalsFactory) -> LocalFunction:
+    return make_signals()

@@ -569,3 +569,44 @@ def test_every_decision_is_a_sound_failover_list(
     assert scores == sorted(scores, reverse=True)
     idle = [by_id[c.agent_id].idle_since for c in decision.candidates if c.mode is RoutingMode.ANY_AVAILABLE]
     assert idle == sorted(idle)
+
+
+# -- the words of a signal ------------------------------------------------------------------------------
+
+
+def test_the_reasons_name_the_words_of_the_signal_that_counts_most() -> None:
+    posted = interest("x200", 0.6).model_copy(
+        update={"evidence": "will … X200 kaufen", "sources": ["social"]}
+    )
+    decision = route([agent("a", knows={"x200": 5})], interests=[posted])
+    [reason] = candidate_reasons(decision.candidates[0], decision.interests, NOW)
+    assert "interest in `x200` 0.60 from social of" in reason
+    assert '("will … X200 kaufen")' in reason
+
+
+def test_a_record_keeps_the_words_of_the_two_strongest_interests_only_and_stays_one_write_unit() -> None:
+    from rapport.models import DecisionRecord
+    from rapport.store.layout import encode_record, item_size
+
+    products = [f"product-{index:02d}" for index in range(10)]
+    interests = [
+        interest(product, 0.9 - index / 20).model_copy(update={"evidence": "x" * 120})
+        for index, product in enumerate(products)
+    ]
+    decision = route(
+        [agent(f"a{index}", knows={products[index]: 5}) for index in range(5)], interests=interests
+    )
+    worded = [product for product, fact in decision.interests.items() if fact.evidence]
+    assert sorted(worded) == ["product-00", "product-01"]
+    assert all(len(decision.interests[product].evidence) <= 60 for product in worded)
+    record = DecisionRecord(
+        call_id=CALL_ID,
+        caller_key="f" * 64,
+        decided_at=NOW,
+        mode=decision.mode,
+        candidates=decision.candidates[:5],
+        interests=decision.interests,
+        privacy=decision.privacy,
+        expires_at=NOW + 180 * DAY,
+    )
+    assert item_size(encode_record(record)) <= 1024

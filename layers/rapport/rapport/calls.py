@@ -65,7 +65,9 @@ class CallFlow:
         self._views = views
         self._pepper = pepper
         # Ranked a little deeper than the call carries, for the races lost to concurrent calls.
-        self._policy = policy or RoutingPolicy(max_candidates=settings.max_candidates + 4)
+        self._policy = policy or RoutingPolicy(
+            max_candidates=settings.max_candidates + 4, half_life_days=settings.interest_half_life_days
+        )
 
     @property
     def _hold_seconds(self) -> int:

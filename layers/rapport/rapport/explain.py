@@ -85,8 +85,9 @@ def candidate_reasons(candidate: Candidate, interests: Mapping[str, InterestFact
             if fact is None:
                 continue
             sources = ", ".join(fact.sources) or "unknown source"
+            words = f' ("{fact.evidence}")' if fact.evidence else ""
             reasons.append(
-                f"interest in `{product}` {fact.score:.2f} from {sources} of {day(fact.at)}"
+                f"interest in `{product}` {fact.score:.2f} from {sources} of {day(fact.at)}{words}"
                 f" → agent `{candidate.agent_id}`, proficiency {skill.proficiency},"
                 f" conversion {skill.conversion:.0%}"
             )

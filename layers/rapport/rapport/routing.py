@@ -40,6 +40,12 @@ class Routable(Protocol):
     def is_available(self, now: float, call_tag: str | None = None) -> bool: ...
 
 
+EVIDENCE_IN_RECORD = 60
+"""Characters of a signal's deciding words kept in a decision record (which must stay one write unit)."""
+WORDED_INTERESTS = 2
+"""Interests whose deciding words the record keeps: the strongest."""
+
+
 class RoutingPolicy(BaseModel):
     """Tunable knobs of the policy; the defaults are what a deployment gets."""
 
@@ -147,8 +153,15 @@ def choose_agent(
                 for score, agent, skills in sorted(matches, key=lambda match: -match[0])[: max(room, 0)]
             ]
             candidates += matched
+            # The words behind the strongest interests only: the record must stay one write unit.
+            worded = set(sorted(interests, key=lambda product: -interests[product][0])[:WORDED_INTERESTS])
             used = {
-                product: InterestFact(score=round(score, 2), sources=interest.sources, at=interest.updated_at)
+                product: InterestFact(
+                    score=round(score, 2),
+                    sources=interest.sources,
+                    at=interest.updated_at,
+                    evidence=interest.evidence[:EVIDENCE_IN_RECORD] if product in worded else "",
+                )
                 for product, (score, interest) in interests.items()
             }
             if not matches:

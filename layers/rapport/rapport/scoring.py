@@ -17,6 +17,22 @@ def faded_score(interest: Interest, now: float, half_life_days: float) -> float:
     return float(interest.score * 0.5 ** (age_days / half_life_days))
 
 
+def with_contribution(
+    score: float, updated_at: float, strength: float, at: float, half_life_days: float
+) -> tuple[float, float]:
+    """The score, and the time it is as of, after one more contribution of `strength` seen at `at`.
+
+    Both are brought to the later of the two times (a signal may arrive after a newer one), then
+    combined with diminishing returns: each contribution closes its share of the gap to 1, so repeated
+    signals raise a score less and less and never past 1.
+    """
+    if at >= updated_at:
+        faded = score * 0.5 ** ((at - updated_at) / DAY / half_life_days)
+        return 1.0 - (1.0 - faded) * (1.0 - strength), at
+    faded_strength = strength * 0.5 ** ((updated_at - at) / DAY / half_life_days)
+    return 1.0 - (1.0 - score) * (1.0 - faded_strength), updated_at
+
+
 def conversion_rate(
     stats: Mapping[str, ProductStats], product: str, prior: float, prior_weight: float
 ) -> float:

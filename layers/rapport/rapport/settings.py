@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     the record: lost if they are cut short."""
     ring_timeout_seconds: int = Field(default=20, ge=1, le=120)
     max_candidates: int = Field(default=5, ge=1, le=8)
+    interest_half_life_days: float = Field(default=14.0, gt=0, le=3650)
+    """Interest scores halve in this many days (applied when they are read and when signals add up)."""
 
     @field_validator("fallback_route", "caller_id_number")
     @classmethod

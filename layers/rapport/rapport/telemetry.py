@@ -52,6 +52,17 @@ class Metric(StrEnum):
     """Each DynamoDB request, as the router waited for it (botocore's retries included)."""
     STORE_ERRORS = "StoreErrors"
     """DynamoDB requests that failed (throttled, timed out, refused); lost races are not errors."""
+    SIGNALS_STORED = "SignalsStored"
+    SIGNALS_DUPLICATE = "SignalsDuplicate"
+    """Delivered again and recognised: not counted twice."""
+    SIGNALS_WITHOUT_INTEREST = "SignalsWithoutInterest"
+    SIGNALS_WITHOUT_CONSENT = "SignalsWithoutConsent"
+    """Not kept: interest routing needs consent in the caller's jurisdiction and none is on record (or
+    the caller objected)."""
+    SIGNALS_EXPIRED = "SignalsExpired"
+    SIGNALS_REJECTED = "SignalsRejected"
+    SIGNALS_FAILED = "SignalsFailed"
+    """Not stored for now; delivered again."""
 
 
 ROUTED_BY_MODE = {

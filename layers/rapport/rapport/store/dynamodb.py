@@ -95,6 +95,7 @@ _CONTEXT_ATTRIBUTES = (
     "score",
     "updated_at",
     "sources",
+    "evidence",
     "link",
 )
 

@@ -3,6 +3,7 @@
     CALLER#<caller-key> / PROFILE                         consents, objection, jurisdiction
     CALLER#<caller-key> / INTEREST#<product>              score, updated_at, sources, expires_at (TTL)
     CALLER#<caller-key> / DECISION#<ms, 13 digits>#<call> a compact decision record (+ its last-agent link)
+    CALLER#<caller-key> / SIGNAL#<signal-id>              a signal counted (so it is not counted twice)
     CALL#<call-id>      / DECISION                        the record of a call without a usable number
     POOL#<pool>         / AVAIL                           `agents`: availability of the pool's agents (≤ 1 KB)
     POOL#<pool>         / ROSTER                          `agents`: their endpoints, skills and record
@@ -12,7 +13,7 @@
 
 Sort keys in a caller's partition are chosen so that one descending Query from PROFILE returns the
 profile, then the interests, then the newest decision records: the caller's whole context in one read.
-Anything else stored there later must sort before DECISION#.
+What the call path must not read sorts after PROFILE (SIGNAL#); anything it must, before DECISION#.
 
 Pool items are hot and size-bound (every reservation rewrites the availability item; a write costs one
 unit per KB), so their maps use one-letter names, documented in docs/data-model.md.
@@ -42,6 +43,7 @@ from rapport.pools import Member, Seat, member_of, seat_of
 PROFILE_SK = "PROFILE"
 INTEREST_PREFIX = "INTEREST#"
 DECISION_PREFIX = "DECISION#"
+SIGNAL_PREFIX = "SIGNAL#"
 AVAIL_SK = "AVAIL"
 ROSTER_SK = "ROSTER"
 DIRECTORY_KEY = {"pk": "DIRECTORY", "sk": "POOLS"}
