@@ -8,7 +8,9 @@ Against DynamoDB Local on loopback (one engine, one table per roster size, same 
 4. load: CALLS calls at concurrency WORKERS, each invocation served by one of WORKERS containers, with
    errors, double-bookings, lost last-agent links and why calls reached the fallback;
 5. the designs not taken (bench/alternatives.py), their requests measured beside rapport's;
-6. cold start of each function in a fresh process, and package sizes from `sam build`.
+6. signals per second through SignalsFunction's SQS handler beside a one-PutItem-per-signal baseline,
+   and the text matching's accuracy on the kept posts (bench/signals.py);
+7. cold start of each function in a fresh process, and package sizes from `sam build`.
 Writes bench/out/results.md and bench/out/latency.png, and prints the Markdown.
 """
 
@@ -37,6 +39,7 @@ from types import ModuleType
 from typing import Any
 
 import alternatives
+import signals
 from containers import VOICE_CONNECTOR_ARN, Containers, load_baseline, router
 from metering import Meter
 from rapport.budget import Deadline
@@ -848,6 +851,9 @@ def main() -> None:
     parser.add_argument("--cold-runs", type=int, default=7)
     parser.add_argument("--warm-calls", type=int, default=100, help="warm calls after each cold start")
     parser.add_argument("--no-build", action="store_true", help="skip sam build (package sizes)")
+    parser.add_argument(
+        "--signal-batches", type=int, default=30, help="batches of 100 signals through SignalsFunction"
+    )
     options = parser.parse_args()
     OUT_DIR.mkdir(exist_ok=True)
     started = time.perf_counter()
@@ -883,6 +889,7 @@ def main() -> None:
             {size: roster(size, time.time()) for size in options.sizes},
             options.alternative_calls,
         )
+        signal_run = signals.measure(engine.endpoint, options.signal_batches)
         colds = cold_starts(engine.endpoint, load_setup.table, options.cold_runs, options.warm_calls)
         seeding = {size: setup.seed_seconds for size, setup in setups.items()}
     sizes: dict[str, tuple[int, int]] | str = "skipped (--no-build)" if options.no_build else package_sizes()
@@ -917,6 +924,8 @@ def main() -> None:
         *load_section(loads, published, options.workers),
         "",
         *alternatives.section(rejected),
+        "",
+        *signals.section(signal_run),
         "",
         *cold_section(colds, options.cold_runs, options.warm_calls),
         "",

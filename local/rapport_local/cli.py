@@ -15,14 +15,33 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rapport import SERVICE_NAME
+from rapport.catalog import CatalogFile
+from rapport.store.signals import SignalStore
+from rapport.textmatch import Matcher
 
 from rapport_local import PROJECT_DIR
 from rapport_local.emf import MetricTotals
-from rapport_local.engine import DynamoDBLocal, EngineError, create_table, endpoint_from_environment
+from rapport_local.engine import (
+    DynamoDBLocal,
+    EngineError,
+    create_table,
+    endpoint_from_environment,
+    local_client,
+)
 from rapport_local.scenario import TABLE_NAME, CallResult, Scenario, ScenarioPlayer
 from rapport_local.template import load_template, parameter_defaults
 
 DEMO_SCENARIO = PROJECT_DIR / "examples" / "demo.json"
+DEMO_CATALOG = PROJECT_DIR / "examples" / "catalog.json"
+_OUTCOME_WORDS = {
+    "Stored": "stored",
+    "WithoutConsent": "not kept (no consent on record)",
+    "WithoutInterest": "no product interest",
+    "Duplicate": "already counted",
+    "Rejected": "rejected",
+    "Expired": "too old to keep",
+    "Failed": "failed",
+}
 
 
 @contextlib.contextmanager
@@ -77,9 +96,15 @@ def demo(args: argparse.Namespace) -> int:
         player = _player(scenario, endpoint, args.verbose)
         print(
             f"DynamoDB Local at {endpoint}: {len(scenario.agents)} agents, {len(scenario.callers)} callers,"
-            f" {len(scenario.catalog)} products.\n",
+            f" {len(scenario.catalog)} products.",
             flush=True,
         )
+        if scenario.signals:
+            outcomes = ", ".join(
+                f"{_OUTCOME_WORDS.get(name, name)} {count}" for name, count in player.signal_outcomes.items()
+            )
+            print(f"{len(scenario.signals)} signals sent through SignalsFunction: {outcomes}.", flush=True)
+        print(flush=True)
         results = []
         for index, call in enumerate(scenario.calls, start=1):
             result = player.play_call(call)
@@ -137,6 +162,38 @@ def engine(args: argparse.Namespace) -> int:
     return 0
 
 
+def signals_match(args: argparse.Namespace) -> int:
+    products = CatalogFile.load(args.catalog).products
+    matcher = Matcher(products)
+    for text in args.text:
+        print(json.dumps(matcher.match(text, args.language).as_json(), ensure_ascii=False))
+    return 0
+
+
+def _catalog_store(args: argparse.Namespace) -> SignalStore:
+    """The table at --endpoint (or $AWS_ENDPOINT_URL_DYNAMODB), created if missing; without either, the
+    table named --table in AWS, with the usual AWS credentials."""
+    endpoint = args.endpoint or endpoint_from_environment()
+    if endpoint:
+        create_table(endpoint, args.table)
+        return SignalStore(local_client(endpoint), args.table)
+    return SignalStore.for_table(args.table)
+
+
+def catalog_load(args: argparse.Namespace) -> int:
+    catalog = CatalogFile.load(args.file)
+    store = _catalog_store(args)
+    store.put_products(catalog.products)
+    print(f"{len(catalog.products)} products loaded into {store.table_name!r}")
+    return 0
+
+
+def catalog_list(args: argparse.Namespace) -> int:
+    for product in _catalog_store(args).catalog():
+        print(json.dumps(product.model_dump(mode="json"), ensure_ascii=False))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="rapport", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -155,6 +212,39 @@ def parser() -> argparse.ArgumentParser:
     run_engine.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
     run_engine.add_argument("--load", type=Path, default=None, help="scenario file whose data to load")
     run_engine.set_defaults(run=engine)
+
+    run_signals = commands.add_parser("signals", help="signals: see what a text says about the catalog")
+    signal_commands = run_signals.add_subparsers(dest="signals_command", required=True)
+    run_match = signal_commands.add_parser(
+        "match", help="print one JSON line per text: the products whose interest it raises, and why"
+    )
+    run_match.add_argument(
+        "--catalog", type=Path, default=DEMO_CATALOG, help="catalog file (default: the demo's)"
+    )
+    run_match.add_argument(
+        "--language", choices=["de", "en"], default=None, help="default: told from each text"
+    )
+    run_match.add_argument("text", nargs="+")
+    run_match.set_defaults(run=signals_match)
+
+    run_catalog = commands.add_parser("catalog", help="the product catalog in a table")
+    catalog_commands = run_catalog.add_subparsers(dest="catalog_command", required=True)
+    run_load = catalog_commands.add_parser("load", help="write a catalog file's products into the table")
+    run_load.add_argument("file", type=Path)
+    run_load.set_defaults(run=catalog_load)
+    run_list = catalog_commands.add_parser("list", help="print the table's products, one JSON line each")
+    run_list.set_defaults(run=catalog_list)
+    for command in (run_load, run_list):
+        command.add_argument(
+            "--endpoint",
+            default=None,
+            help="DynamoDB endpoint (default: $AWS_ENDPOINT_URL_DYNAMODB; without either, AWS itself)",
+        )
+        command.add_argument(
+            "--table",
+            default=TABLE_NAME,
+            help=f"table name (default: {TABLE_NAME}; in AWS, the stack's TableName)",
+        )
 
     for command in (run_demo, run_simulate):
         command.add_argument(

@@ -13,12 +13,15 @@ import io
 import json
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from unittest import mock
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from rapport.catalog import CatalogFile
 from rapport.explain import record_reasons
 from rapport.models import (
     Agent,
@@ -27,6 +30,7 @@ from rapport.models import (
     Consent,
     DecisionRecord,
     Interest,
+    Language,
     LastAgent,
     Outcome,
     PrivacyFacts,
@@ -36,6 +40,7 @@ from rapport.models import (
 from rapport.numbers import caller_key, is_e164
 from rapport.scoring import DAY
 from rapport.settings import DEVELOPMENT_PEPPER
+from rapport.signals import ProductInterest, Source
 from rapport.store.dynamodb import DynamoStore
 
 from rapport_local.emf import MetricTotals
@@ -43,6 +48,7 @@ from rapport_local.engine import local_client, local_environment
 from rapport_local.lambda_runner import LocalFunction
 from rapport_local.sma_contract import response_problems
 from rapport_local.sma_driver import SimulatedCall, actions_of
+from rapport_local.sqs import sqs_record
 
 TABLE_NAME = "rapport-local"
 RING_SECONDS = 6.0
@@ -89,6 +95,34 @@ class ScenarioCaller(_Strict):
         return value
 
 
+class ScenarioSignal(_Strict):
+    """A signal about one of the callers, ingested through SignalsFunction before the calls are played."""
+
+    from_: str = Field(alias="from")
+    source: Source = Source.SOCIAL
+    text: str | None = None
+    language: Language | None = None
+    products: list[ProductInterest] | None = None
+    days_ago: float = Field(default=0.0, ge=0)
+
+    def as_sent(self, signal_id: str, start: float) -> dict[str, Any]:
+        """The signal as a producer would send it."""
+        observed = datetime.fromtimestamp(start - self.days_ago * DAY, tz=UTC).isoformat()
+        sent: dict[str, Any] = {
+            "signal_id": signal_id,
+            "caller": self.from_,
+            "source": self.source.value,
+            "observed_at": observed,
+        }
+        if self.text is not None:
+            sent["text"] = self.text
+        if self.language is not None:
+            sent["language"] = self.language
+        if self.products is not None:
+            sent["products"] = [product.model_dump() for product in self.products]
+        return sent
+
+
 class Expectation(_Strict):
     agent: str | None = None
     mode: RoutingMode | None = None
@@ -112,13 +146,18 @@ class Scenario(_Strict):
     description: str = ""
     parameters: dict[str, str] = Field(default_factory=dict)
     catalog: list[Product] = Field(default_factory=list)
+    """The products, or (in the file) the name of a catalog file beside it."""
     agents: list[ScenarioAgent] = Field(default_factory=list)
     callers: list[ScenarioCaller] = Field(default_factory=list)
+    signals: list[ScenarioSignal] = Field(default_factory=list)
     calls: list[ScenarioCall] = Field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path) -> Scenario:
-        return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and isinstance(data.get("catalog"), str):
+            data["catalog"] = CatalogFile.load(path.parent / data["catalog"]).products
+        return cls.model_validate(data)
 
 
 def connected_mode(attributes: dict[str, str]) -> str | None:
@@ -189,6 +228,14 @@ class ScenarioPlayer:
             resources={"Table": table_name, "CallerKeySecret": ""},
             environment={**local_environment(endpoint), **(environment or {})},
         )
+        self.signals_function = LocalFunction(
+            "SignalsFunction",
+            parameters=scenario.parameters,
+            resources={"Table": table_name, "CallerKeySecret": "", "SignalsDeadLetterQueue": ""},
+            environment={**local_environment(endpoint), **(environment or {})},
+        )
+        self.signal_outcomes: Counter[str] = Counter()
+        """What became of the scenario's signals, by outcome (from the metrics SignalsFunction published)."""
         self.pepper = self.function.environment.get("RAPPORT_CALLER_KEY_PEPPER", DEVELOPMENT_PEPPER)
         self.fallback_number = self.function.environment.get("RAPPORT_FALLBACK_ROUTE", "")
         self.clock = time.time()
@@ -197,18 +244,35 @@ class ScenarioPlayer:
         self.metrics = MetricTotals()
         """The metrics the handler published (as EMF lines on stdout) over every call played."""
 
-    def invoke(self, event: dict[str, Any]) -> Any:
+    def invoke(self, event: dict[str, Any], function: LocalFunction | None = None) -> Any:
         # The handler reads the time once per invocation; here it reads the scenario's clock.
+        function = function or self.function
         printed = io.StringIO()
         try:
             with (
-                mock.patch.object(self.function.module, "now", return_value=self.clock),
+                mock.patch.object(function.module, "now", return_value=self.clock),
                 contextlib.redirect_stdout(printed),
             ):
-                return self.function.invoke(event)
+                return function.invoke(event)
         finally:
             for line in self.metrics.add_lines(printed.getvalue().splitlines()):
                 print(line, file=sys.stderr)
+
+    def send_signals(self) -> None:
+        """The scenario's signals as one SQS batch through SignalsFunction, as the queue would deliver it."""
+        if not self.scenario.signals:
+            return
+        before = Counter(self.metrics.counts)
+        records = [
+            sqs_record(json.dumps(signal.as_sent(f"scenario-signal-{index}", self.clock), ensure_ascii=False))
+            for index, signal in enumerate(self.scenario.signals)
+        ]
+        answer = self.invoke({"Records": records}, self.signals_function)
+        if answer.get("batchItemFailures"):
+            raise RuntimeError(f"SignalsFunction could not store {len(answer['batchItemFailures'])} signals")
+        for name, count in self.metrics.counts.items():
+            if name.startswith("Signals") and count > before.get(name, 0):
+                self.signal_outcomes[name.removeprefix("Signals")] = count - before.get(name, 0)
 
     def load(self) -> None:
         """Write the scenario's catalog, agents and callers (with their consents and interests)."""
@@ -242,6 +306,7 @@ class ScenarioPlayer:
             if caller.last_agent:
                 records.append(self._earlier_call(key, caller, pools.get(caller.last_agent, ""), start))
             self.store.put_caller(key, profile, interests, records)
+        self.send_signals()
 
     @staticmethod
     def _earlier_call(key: str, caller: ScenarioCaller, pool: str, start: float) -> DecisionRecord:

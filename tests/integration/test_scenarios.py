@@ -44,6 +44,21 @@ def test_demo_shows_interest_failover_known_agent_and_no_consent(dynamodb_endpoi
     assert ("any_available", 1) in modes  # the German caller without consent
 
 
+def test_a_social_post_sent_through_signals_function_routes_the_demo_call(
+    dynamodb_endpoint: str, table: str
+) -> None:
+    player = ScenarioPlayer(Scenario.load(SCENARIOS[0]), dynamodb_endpoint, table_name=table)
+    player.load()
+    # Sophie's post is kept (she consented); Jonas's is not (Germany, no consent on record).
+    assert player.signal_outcomes == {"Stored": 1, "WithoutConsent": 1}
+    results = {r.name: r for r in player.play()}
+    sophie = results["A social post routes a call: Sophie wants the X200"]
+    assert (sophie.agent, sophie.mode) == ("berlin-07", "interest")
+    assert any('("will … X200 kaufen")' in reason for reason in sophie.reasons)
+    jonas = results["A German caller without consent: no profile data used"]
+    assert jonas.mode == "any_available"
+
+
 def test_demo_ends_with_the_metrics_a_deployment_would_publish(
     dynamodb_endpoint: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -51,8 +66,11 @@ def test_demo_ends_with_the_metrics_a_deployment_would_publish(
     printed = capsys.readouterr()
     assert '"_aws"' not in printed.out and '"_aws"' not in printed.err
     assert "Metrics the router published" in printed.out
-    assert "NewCalls 6" in printed.out
-    assert "fallback rate 17 %" in printed.out  # 1 of the demo's 6 calls reaches the fallback number
+    assert "NewCalls 7" in printed.out
+    assert "fallback rate 14 %" in printed.out  # 1 of the demo's 7 calls reaches the fallback number
+    assert (
+        "2 signals sent through SignalsFunction: stored 1, not kept (no consent on record) 1." in printed.out
+    )
 
 
 def test_simulate_prints_one_result_per_call_and_exits_zero(
