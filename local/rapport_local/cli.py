@@ -120,7 +120,7 @@ def _metrics_summary(metrics: MetricTotals) -> str:
     """What a deployment would have published to CloudWatch for these calls, as the alarms see it."""
     counts = metrics.counts
     shown = " · ".join(f"{name} {counts[name]}" for name in sorted(counts))
-    lines = ["Metrics the router published (namespace Rapport, embedded metric format):", f"   {shown}"]
+    lines = ["Metrics the functions published (namespace Rapport, embedded metric format):", f"   {shown}"]
     if counts["NewCalls"]:
         threshold = parameter_defaults(load_template()).get("FallbackRateAlarmPercent", "?")
         rate = 100 * counts["Fallbacks"] / counts["NewCalls"]

@@ -65,7 +65,7 @@ def test_demo_ends_with_the_metrics_a_deployment_would_publish(
     assert main(["demo", "--endpoint", dynamodb_endpoint]) == 0
     printed = capsys.readouterr()
     assert '"_aws"' not in printed.out and '"_aws"' not in printed.err
-    assert "Metrics the router published" in printed.out
+    assert "Metrics the functions published" in printed.out
     assert "NewCalls 7" in printed.out
     assert "fallback rate 14 %" in printed.out  # 1 of the demo's 7 calls reaches the fallback number
     assert (

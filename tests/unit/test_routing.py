@@ -580,7 +580,7 @@ def test_the_reasons_name_the_words_of_the_signal_that_counts_most() -> None:
     )
     decision = route([agent("a", knows={"x200": 5})], interests=[posted])
     [reason] = candidate_reasons(decision.candidates[0], decision.interests, NOW)
-    assert "interest in `x200` 0.60 from social of" in reason
+    assert "interest in `x200` 0.60 from a social signal of" in reason
     assert '("will … X200 kaufen")' in reason
 
 

@@ -73,6 +73,22 @@ def note(item: Note) -> str:
     return NOTES[item.code].format(detail=item.detail)
 
 
+_SIGNAL_KINDS = {"social", "web", "crm", "call"}
+
+
+def _sources(sources: list[str]) -> str:
+    """"a social signal", "social and web signals", "this call"."""
+    kinds = [source for source in sources if source in _SIGNAL_KINDS]
+    others = [source for source in sources if source not in _SIGNAL_KINDS]
+    parts = []
+    if len(kinds) == 1:
+        parts.append(f"a {kinds[0]} signal")
+    elif kinds:
+        parts.append(f"{', '.join(kinds[:-1])} and {kinds[-1]} signals")
+    parts += others
+    return " and ".join(parts) or "an unknown source"
+
+
 def candidate_reasons(candidate: Candidate, interests: Mapping[str, InterestFact], now: float) -> list[str]:
     """Why this agent is on the list: the last call, each matching interest, or how long they waited."""
     if candidate.mode is RoutingMode.KNOWN_AGENT:
@@ -84,7 +100,7 @@ def candidate_reasons(candidate: Candidate, interests: Mapping[str, InterestFact
             fact = interests.get(product)
             if fact is None:
                 continue
-            sources = ", ".join(fact.sources) or "unknown source"
+            sources = _sources(fact.sources)
             words = f' ("{fact.evidence}")' if fact.evidence else ""
             reasons.append(
                 f"interest in `{product}` {fact.score:.2f} from {sources} of {day(fact.at)}{words}"

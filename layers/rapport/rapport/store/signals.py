@@ -10,6 +10,7 @@ contribution. See docs/data-model.md.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter
@@ -52,6 +53,7 @@ SIGNALS_CONFIG = Config(
 )
 MAX_KEYS_PER_READ = 100
 MAX_ACTIONS_PER_WRITE = 100
+MIN_ACTIONS_PER_WRITE = 25
 T = TypeVar("T")
 R = TypeVar("R")
 _BATCH_READ_ROUNDS = 5
@@ -201,12 +203,16 @@ class SignalStore:
     def write(self, writes: Sequence[CallerWrite]) -> list[WriteResult]:
         """Each caller's write whole or not at all, as few transactions as 100 actions allow."""
         results: list[WriteResult] = [WriteResult(written=False) for _ in writes]
+        # Several smaller transactions sent at once finish sooner than one of 100 actions (DynamoDB works
+        # on them side by side), at a few more requests per batch.
+        total = sum(write.actions for write in writes)
+        limit = min(MAX_ACTIONS_PER_WRITE, max(MIN_ACTIONS_PER_WRITE, math.ceil(total / PARALLEL_REQUESTS)))
         transactions: list[list[int]] = [[]]
         size = 0
         for index, write in enumerate(writes):
             if write.actions > MAX_ACTIONS_PER_WRITE:
                 raise ValueError("one caller's write must fit in one transaction")
-            if size + write.actions > MAX_ACTIONS_PER_WRITE:
+            if size and size + write.actions > limit:
                 transactions.append([])
                 size = 0
             transactions[-1].append(index)
