@@ -77,7 +77,7 @@ _SIGNAL_KINDS = {"social", "web", "crm", "call"}
 
 
 def _sources(sources: list[str]) -> str:
-    """"a social signal", "social and web signals", "this call"."""
+    """ "a social signal", "social and web signals", "this call"."""
     kinds = [source for source in sources if source in _SIGNAL_KINDS]
     others = [source for source in sources if source not in _SIGNAL_KINDS]
     parts = []
