@@ -12,6 +12,7 @@ import contextlib
 import copy
 import importlib.util
 import itertools
+import logging
 import os
 import sys
 import time
@@ -23,10 +24,24 @@ from types import ModuleType
 from typing import Any
 from unittest import mock
 
+from rapport import SERVICE_NAME
+
 from rapport_local import PROJECT_DIR
 from rapport_local.template import TEMPLATE, function_spec, load_template, parameter_defaults, resolve
 
 _instances = itertools.count()
+
+
+def _reopen_log_streams() -> None:
+    """Point the functions' log handler at stdout again if the stream it was created with has closed.
+
+    All functions log through one logger (the service's), whose handler is made once per process with
+    the stdout of that moment; a test runner or a caller that redirected stdout then may have closed it
+    since. In Lambda, stdout never changes.
+    """
+    for handler in logging.getLogger(SERVICE_NAME).handlers:
+        if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed", False):
+            handler.stream = sys.stdout  # assigned: setStream() would flush the closed stream
 
 
 class FakeLambdaContext:
@@ -106,6 +121,7 @@ class LocalFunction:
     def run(self, event: Any, context: FakeLambdaContext | None = None) -> Any:
         """`handle` without the copy that stands in for Lambda's JSON decoding: for timing the handler
         alone (the caller must not reuse `event`, and may make the context beforehand)."""
+        _reopen_log_streams()
         return self._handler(event, context or self.context())
 
     def invoke_concurrently(self, events: list[Any], workers: int) -> list[Any]:

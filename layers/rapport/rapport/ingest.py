@@ -8,13 +8,14 @@ are added to the scores; and everything is written at once, each signal counted 
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from rapport.models import CallerProfile, Contribution, Interest, Product
+from rapport.models import CallerProfile, Contribution, Interest, Product, SeenSignal
 from rapport.numbers import caller_key
 from rapport.privacy import Rules, permissions
 from rapport.scoring import DAY, with_contribution
@@ -26,6 +27,8 @@ from rapport.textmatch import Matcher
 KEEP_CONTRIBUTIONS = 5
 """Contributions kept with each interest to explain it: the newest."""
 KEEP_SOURCES = 4
+SEEN_SIGNALS = 16
+"""Signals an interest item remembers; older ones it must still recognise get a `SIGNAL#` item."""
 SIGNAL_MEMORY_DAYS = 15
 """How long a counted signal's id is remembered: longer than any redelivery (SQS keeps a message at most
 14 days)."""
@@ -79,6 +82,15 @@ class _Pending:
     key: str
     region: str | None
     parts: list[Part]
+
+    @property
+    def signal_key(self) -> str:
+        return signal_key(self.signal.signal_id)
+
+
+def signal_key(signal_id: str) -> str:
+    """What an interest remembers of a signal id: 16 hex characters of its hash (ids may be long)."""
+    return hashlib.blake2b(signal_id.encode(), digest_size=8).hexdigest()
 
 
 @dataclass
@@ -225,6 +237,12 @@ class SignalIngest:
                 for batch in batches:
                     outcomes.update({p.index: Outcome(Status.FAILED, str(error)) for p in batch.signals})
                 return []
+        try:
+            batches = self._without_repeats(batches, current, now, outcomes)
+        except StoreError as error:
+            for batch in batches:
+                outcomes.update({p.index: Outcome(Status.FAILED, str(error)) for p in batch.signals})
+            return []
         writes = [self._caller_write(b, current, retention[b.key], now) for b in batches]
         try:
             results = self._store.write(writes)
@@ -238,16 +256,41 @@ class SignalIngest:
                 for pending in batch.signals:
                     products = tuple(part.product for part in pending.parts)
                     outcomes[pending.index] = Outcome(Status.STORED, products=products)
-                continue
-            remaining = []
-            for pending in batch.signals:
-                if pending.signal.signal_id in result.duplicates:
-                    outcomes[pending.index] = Outcome(Status.DUPLICATE)
-                else:
-                    remaining.append(pending)
-            if remaining:
-                again.append(_CallerBatch(batch.key, batch.region, remaining))
+            else:
+                again.append(batch)  # changed meanwhile, or caught in another caller's failed write
         return again
+
+    def _without_repeats(
+        self,
+        batches: list[_CallerBatch],
+        current: dict[tuple[str, str], Interest | None],
+        now: float,
+        outcomes: dict[int, Outcome],
+    ) -> list[_CallerBatch]:
+        """The batches without the signals counted before: those their interests remember, and those
+        with a `SIGNAL#` item where an interest had to forget some lately."""
+        repeated: set[int] = set()
+        doubtful: dict[tuple[str, str], list[int]] = {}
+        for batch in batches:
+            for pending in batch.signals:
+                items = [current.get((batch.key, part.product)) for part in pending.parts]
+                known = [item for item in items if item is not None]
+                if any(pending.signal_key in {seen.key for seen in item.seen} for item in known):
+                    repeated.add(pending.index)
+                elif any(item.forgotten_until > now for item in known):
+                    doubtful.setdefault((batch.key, pending.signal_key), []).append(pending.index)
+        if doubtful:
+            for pair in self._store.counted(doubtful):
+                repeated.update(doubtful[pair])
+        kept = []
+        for batch in batches:
+            fresh = [pending for pending in batch.signals if pending.index not in repeated]
+            outcomes.update(
+                {p.index: Outcome(Status.DUPLICATE) for p in batch.signals if p.index in repeated}
+            )
+            if fresh:
+                kept.append(_CallerBatch(batch.key, batch.region, fresh))
+        return kept
 
     def _caller_write(
         self,
@@ -271,16 +314,16 @@ class SignalIngest:
                 )
         interests = []
         versions: dict[str, int | None] = {}
+        forgotten: dict[str, float] = {}
         for product, contributions in by_product.items():
             before = current.get((batch.key, product))
             versions[product] = before.version if before else None
-            interests.append(self._added(product, before, contributions, retention_days, now))
+            interest, dropped = self._added(product, before, contributions, retention_days, now)
+            interests.append(interest)
+            for seen in dropped:
+                forgotten[seen.key] = max(forgotten.get(seen.key, 0.0), seen.at + SIGNAL_MEMORY_DAYS * DAY)
         return CallerWrite(
-            caller_key=batch.key,
-            signal_ids=[pending.signal.signal_id for pending in batch.signals],
-            interests=interests,
-            read_versions=versions,
-            signal_expires_at=now + SIGNAL_MEMORY_DAYS * DAY,
+            caller_key=batch.key, interests=interests, read_versions=versions, forgotten=forgotten
         )
 
     def _added(
@@ -290,9 +333,12 @@ class SignalIngest:
         contributions: list[Contribution],
         retention_days: int,
         now: float,
-    ) -> Interest:
-        """The interest with the new contributions added, in the order they were observed."""
+    ) -> tuple[Interest, list[SeenSignal]]:
+        """The interest with the new contributions added, in the order they were observed, and the
+        signals it forgets that could still be delivered again."""
         version = before.version if before else 0
+        remembered = before.seen if before else []
+        forgotten_until = before.forgotten_until if before else 0.0
         if before is not None and before.expires_at is not None and before.expires_at <= now:
             before = None  # expired, not yet deleted by TTL: it counts for nothing, and starts afresh
         score, updated_at = (before.score, before.updated_at) if before else (0.0, 0.0)
@@ -310,7 +356,13 @@ class SignalIngest:
             key=lambda c: c.strength * 0.5 ** ((updated_at - c.at) / DAY / self._half_life),
             default=None,
         )
-        return Interest(
+        counted = [SeenSignal(key=signal_key(c.signal_id), at=now) for c in contributions]
+        seen = [*remembered, *counted]
+        kept, dropped = seen[-SEEN_SIGNALS:], seen[:-SEEN_SIGNALS]
+        dropped = [old for old in dropped if old.at + SIGNAL_MEMORY_DAYS * DAY > now]
+        if dropped:
+            forgotten_until = max(forgotten_until, max(old.at for old in dropped) + SIGNAL_MEMORY_DAYS * DAY)
+        interest = Interest(
             product=product,
             score=round(min(score, 1.0), 4),
             updated_at=updated_at,
@@ -318,5 +370,8 @@ class SignalIngest:
             evidence=evidence.evidence if evidence else "",
             expires_at=updated_at + retention_days * DAY,
             recent=recent,
+            seen=kept,
+            forgotten_until=forgotten_until,
             version=version + 1,
         )
+        return interest, dropped

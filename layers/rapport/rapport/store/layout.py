@@ -3,7 +3,7 @@
     CALLER#<caller-key> / PROFILE                         consents, objection, jurisdiction
     CALLER#<caller-key> / INTEREST#<product>              score, updated_at, sources, expires_at (TTL)
     CALLER#<caller-key> / DECISION#<ms, 13 digits>#<call> a compact decision record (+ its last-agent link)
-    CALLER#<caller-key> / SIGNAL#<signal-id>              a signal counted (so it is not counted twice)
+    CALLER#<caller-key> / SIGNAL#<hash of the signal id>  a counted signal its interest had to forget
     CALL#<call-id>      / DECISION                        the record of a call without a usable number
     POOL#<pool>         / AVAIL                           `agents`: availability of the pool's agents (≤ 1 KB)
     POOL#<pool>         / ROSTER                          `agents`: their endpoints, skills and record

@@ -1,11 +1,11 @@
 """The signal side's door to DynamoDB: the catalog, callers' interest items, and the signals counted.
 
-Signals are written in bulk: one BatchGetItem reads what a batch touches (up to 100 keys), one
-TransactWriteItems writes it (up to 100 actions), so a batch of 100 signals costs a few requests, not a
-hundred. Each interest item is written on the condition that it is still the version that was read, and
-each signal leaves a `SIGNAL#<id>` item written on the condition that it did not exist: a signal
-delivered twice is counted once, and two invocations that change the same interest never lose a
-contribution. See docs/data-model.md.
+Signals are written in bulk: BatchGetItem reads what a batch touches (100 keys a request), a few
+TransactWriteItems write it, so a batch of 100 signals costs a few requests, not a hundred. Each interest
+item is written on the condition that it is still the version that was read, so two invocations that
+change the same interest never lose a contribution, and it remembers the signals counted in it lately;
+those it has to forget while they could still be delivered again get a `SIGNAL#<key>` item in the same
+transaction. See docs/data-model.md.
 """
 
 from __future__ import annotations
@@ -61,25 +61,24 @@ _BATCH_READ_ROUNDS = 5
 
 @dataclass
 class CallerWrite:
-    """What a batch changes for one caller: interest items (new versions) and the signals behind them."""
+    """What a batch changes for one caller: interest items (new versions), and the signals that drop out
+    of their memory but must still be recognised for a while (`SIGNAL#` items)."""
 
     caller_key: str
-    signal_ids: list[str]
     interests: list[Interest]
     read_versions: dict[str, int | None]
     """By product: the version each interest had when it was read (None: it did not exist)."""
-    signal_expires_at: float
+    forgotten: dict[str, float] = field(default_factory=dict)
+    """Signal key → until when its `SIGNAL#` item is kept."""
 
     @property
     def actions(self) -> int:
-        return len(self.signal_ids) + len(self.interests)
+        return len(self.forgotten) + len(self.interests)
 
 
 @dataclass
 class WriteResult:
     written: bool
-    duplicates: set[str] = field(default_factory=set)
-    """Signals counted before (their `SIGNAL#` item exists)."""
     stale: set[str] = field(default_factory=set)
     """Products whose interest item changed since it was read."""
     error: str = ""
@@ -179,6 +178,17 @@ class SignalStore:
             read_interests[(ck, product)] = Interest.model_validate(interest) if interest else None
         return read_profiles, read_interests
 
+    def counted(self, signals: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (caller key, signal key) pairs have a `SIGNAL#` item: signals counted before."""
+        keys = [{"pk": caller_pk(ck), "sk": f"{SIGNAL_PREFIX}{key}"} for ck, key in dict.fromkeys(signals)]
+        chunks = [keys[start : start + MAX_KEYS_PER_READ] for start in range(0, len(keys), MAX_KEYS_PER_READ)]
+        found = set()
+        for items in self._parallel(self._read_chunk, chunks):
+            found |= {
+                (item["pk"].removeprefix("CALLER#"), item["sk"].removeprefix(SIGNAL_PREFIX)) for item in items
+            }
+        return found
+
     def _read_chunk(self, keys: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
         pending: Mapping[str, Any] = {
             self.table_name: {"Keys": [to_item(key) for key in keys], "ConsistentRead": True}
@@ -225,27 +235,10 @@ class SignalStore:
         self, writes: Sequence[CallerWrite], batch: Sequence[int], results: list[WriteResult]
     ) -> None:
         actions: list[dict[str, Any]] = []
-        meaning: list[tuple[int, str, str]] = []  # per action: (write index, "signal"/"interest", id)
+        meaning: list[tuple[int, str | None]] = []  # per action: (write index, product of an interest)
         for index in batch:
             write = writes[index]
             pk = caller_pk(write.caller_key)
-            for signal_id in write.signal_ids:
-                actions.append(
-                    {
-                        "Put": {
-                            "TableName": self.table_name,
-                            "Item": to_item(
-                                {
-                                    "pk": pk,
-                                    "sk": f"{SIGNAL_PREFIX}{signal_id}",
-                                    "expires_at": write.signal_expires_at,
-                                }
-                            ),
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    }
-                )
-                meaning.append((index, "signal", signal_id))
             for interest in write.interests:
                 before = write.read_versions.get(interest.product)
                 condition: dict[str, Any] = (
@@ -262,7 +255,12 @@ class SignalStore:
                     **interest.model_dump(mode="json", by_alias=True),
                 }
                 actions.append({"Put": {"TableName": self.table_name, "Item": to_item(item), **condition}})
-                meaning.append((index, "interest", interest.product))
+                meaning.append((index, interest.product))
+            # Unconditional: they only ever record what the interests' conditional writes decide.
+            for key, expires_at in write.forgotten.items():
+                item = {"pk": pk, "sk": f"{SIGNAL_PREFIX}{key}", "expires_at": expires_at}
+                actions.append({"Put": {"TableName": self.table_name, "Item": to_item(item)}})
+                meaning.append((index, None))
         try:
             self._call("transact_write_items", TransactItems=actions)
         except ClientError as error:
@@ -270,9 +268,9 @@ class SignalStore:
             reasons = error.response.get("CancellationReasons") or []
             for index in batch:
                 results[index] = WriteResult(written=False, error=code)
-            for (index, kind, name), reason in zip(meaning, reasons, strict=False):
-                if reason.get("Code") == "ConditionalCheckFailed":
-                    (results[index].duplicates if kind == "signal" else results[index].stale).add(name)
+            for (index, product), reason in zip(meaning, reasons, strict=False):
+                if product is not None and reason.get("Code") == "ConditionalCheckFailed":
+                    results[index].stale.add(product)
             return
         for index in batch:
             results[index] = WriteResult(written=True)
