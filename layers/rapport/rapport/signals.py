@@ -16,8 +16,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
@@ -31,6 +31,17 @@ MAX_BATCH = 100
 """Signals per HTTP request or EventBridge event."""
 
 _E164_WORDS = "a valid number in E.164 form: a plus sign, the country code and the number, no spaces"
+
+
+def _phone_number(value: object) -> PhoneNumber:
+    # The messages never repeat the value: it is a phone number, or someone's attempt at one.
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string holding {_E164_WORDS}")
+    number = parse_number(value)
+    if number is None or number.e164 != value.strip():
+        raise ValueError(f"must be {_E164_WORDS}")
+    return number
+
 
 SignalId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:/@-]{1,128}$")]
 
@@ -56,8 +67,8 @@ class Signal(BaseModel):
 
     signal_id: SignalId
     """The producer's id for this signal; the same id delivered again is not counted again."""
-    caller: str = Field(repr=False)
-    """The caller's number in E.164 (`+4930…`)."""
+    caller: Annotated[PhoneNumber, PlainValidator(_phone_number)] = Field(repr=False)
+    """The caller's number in E.164 (`+4930…`), parsed once into the number and its region."""
     source: Source
     observed_at: AwareDatetime
     """When the interest was shown (ISO 8601 with a time zone)."""
@@ -65,17 +76,6 @@ class Signal(BaseModel):
     text: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT_CHARS)
     language: Language | None = None
     """Of `text`; told from the text when left out."""
-
-    @field_validator("caller", mode="before")
-    @classmethod
-    def _e164(cls, value: object) -> str:
-        # The messages never repeat the value: it is a phone number, or someone's attempt at one.
-        if not isinstance(value, str):
-            raise ValueError(f"must be a string holding {_E164_WORDS}")
-        number = parse_number(value)
-        if number is None or number.e164 != value.strip():
-            raise ValueError(f"must be {_E164_WORDS}")
-        return number.e164
 
     @model_validator(mode="after")
     def _one_kind(self) -> Signal:
@@ -87,9 +87,7 @@ class Signal(BaseModel):
 
     @property
     def number(self) -> PhoneNumber:
-        parsed = parse_number(self.caller)
-        assert parsed is not None  # checked on the way in
-        return parsed
+        return self.caller
 
     @property
     def observed(self) -> float:

@@ -353,6 +353,18 @@ class Matcher:
                             stems = frozenset(stem(word, language) for word in variant)
                             self._cues[language].append((cue, stems))
         self._typo_choices = sorted(head for head in self._heads if len(head) >= _TYPO_MIN_LENGTH)
+        # Each phrase filed under one of its stems: a clause looks up only the phrases its words can start.
+        self._cues_by_stem: dict[Language, dict[str, list[tuple[Cue, frozenset[str]]]]] = {}
+        self._intent_by_stem: dict[Language, dict[str, list[tuple[str, frozenset[str]]]]] = {}
+        for language in LANGUAGES:
+            cues: dict[str, list[tuple[Cue, frozenset[str]]]] = {}
+            for cue, needed in dict.fromkeys(self._cues[language]):
+                cues.setdefault(min(needed), []).append((cue, needed))
+            self._cues_by_stem[language] = cues
+            intents: dict[str, list[tuple[str, frozenset[str]]]] = {}
+            for product_id, needed in dict.fromkeys(self._intent_words[language]):
+                intents.setdefault(min(needed), []).append((product_id, needed))
+            self._intent_by_stem[language] = intents
 
     @staticmethod
     def _variants(term: str) -> list[list[str]]:
@@ -428,13 +440,15 @@ class Matcher:
 
     def _find_cues(self, clause: Clause, language: Language) -> None:
         stems = {stem(word.folded, language): word for word in clause.words}
-        for cue, needed in self._cues[language]:
-            if needed <= stems.keys():
-                clause.cues.setdefault(cue, []).extend(stems[s] for s in needed)
-        for product, needed in self._intent_words[language]:
-            if needed <= stems.keys():
-                clause.cues.setdefault(Cue.INTENT, []).extend(stems[s] for s in needed)
-                clause.products.setdefault(product, [])
+        cues, intents = self._cues_by_stem[language], self._intent_by_stem[language]
+        for word_stem in list(stems):
+            for cue, needed in cues.get(word_stem, ()):
+                if needed <= stems.keys():
+                    clause.cues.setdefault(cue, []).extend(stems[s] for s in needed)
+            for product, needed in intents.get(word_stem, ()):
+                if needed <= stems.keys():
+                    clause.cues.setdefault(Cue.INTENT, []).extend(stems[s] for s in needed)
+                    clause.products.setdefault(product, [])
 
     @staticmethod
     def _lend_cues(clauses: Sequence[Clause]) -> None:
