@@ -117,6 +117,26 @@ def test_eventbridge_sample_stores_the_post_of_a_consenting_caller(
     assert stored is not None and stored.evidence == "will … X200 kaufen"
 
 
+def test_eventbridge_dead_letters_a_bad_detail_without_its_number(
+    signals_function: LocalFunction, sqs_endpoint: str, dead_letter_queue: str, log_lines: list[str]
+) -> None:
+    event = json.loads((EVENTS / "eventbridge.json").read_text())
+    event["detail"] = {
+        **event["detail"],
+        "source": "fax",
+        "text": "Call me on +4930 5550 1042 about the X200",
+    }
+    answer = signals_function.invoke(event)
+    assert answer["results"][0]["status"] == "rejected"
+    [letter] = dead_letters(sqs_endpoint, dead_letter_queue)
+    assert letter["via"] == "eventbridge"
+    assert letter["problems"] == ["source: Input should be 'social', 'web', 'crm' or 'call'"]
+    assert letter["signal"]["caller_key"] == caller_key("+498955501088", DEVELOPMENT_PEPPER)
+    everything = json.dumps(letter) + "\n".join(log_lines)
+    assert "+498955501088" not in everything
+    assert "5550 1042" not in everything  # a number in the text is masked too
+
+
 def test_http_sample_answers_per_signal(signals_function: LocalFunction, store: DynamoStore) -> None:
     answer = signals_function.invoke(json.loads((EVENTS / "http.json").read_text()))
     assert answer["statusCode"] == 200

@@ -318,3 +318,48 @@ def test_sam_build_packages_the_layer_for_arm64_and_the_custom_resource_with_crh
     assert all("aarch64" in name for name in compiled), compiled
     assert (build / "SipRuleFunction" / "crhelper" / "__init__.py").is_file()
     assert (build / "SipRuleFunction" / "app.py").is_file()
+
+
+def test_signals_function_is_fed_by_the_bus_the_queue_and_an_iam_authorised_api(
+    resources: dict[str, Any],
+) -> None:
+    function = resources["SignalsFunction"]["Properties"]
+    events = function["Events"]
+    assert events["Queue"]["Properties"]["Queue"] == {"Fn::GetAtt": ["SignalsQueue", "Arn"]}
+    assert events["Queue"]["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert events["Queue"]["Properties"]["BatchSize"] == 100
+    assert events["Bus"]["Properties"]["Pattern"] == {"detail-type": ["rapport.signal"]}
+    assert events["Bus"]["Properties"]["EventBusName"] == {"Ref": "SignalsBus"}
+    assert (events["Http"]["Properties"]["Path"], events["Http"]["Properties"]["Method"]) == (
+        "/signals",
+        "POST",
+    )
+    api = resources[events["Http"]["Properties"]["ApiId"]["Ref"]]["Properties"]
+    assert api["Auth"]["DefaultAuthorizer"] == "AWS_IAM"
+    # A message that keeps failing ends on the dead-letter queue, where rapport also puts rejects.
+    redrive = resources["SignalsQueue"]["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["SignalsDeadLetterQueue", "Arn"]}
+    assert function["Environment"]["Variables"]["RAPPORT_REJECTS_QUEUE_URL"] == {
+        "Ref": "SignalsDeadLetterQueue"
+    }
+    on_failure = function["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]
+    assert on_failure["Destination"] == {"Fn::GetAtt": ["SignalsDeadLetterQueue", "Arn"]}
+
+
+def test_signals_function_reads_and_writes_the_table_and_sends_only_to_its_dead_letter_queue(
+    resources: dict[str, Any],
+) -> None:
+    statements = policy_statements(resources["SignalsFunction"])
+    by_service: dict[str, set[str]] = {}
+    for statement in statements:
+        for action in actions_of(statement):
+            by_service.setdefault(action.split(":")[0], set()).add(action)
+            resource = {
+                "dynamodb": {"Fn::GetAtt": ["Table", "Arn"]},
+                "secretsmanager": {"Ref": "CallerKeySecret"},
+                "sqs": {"Fn::GetAtt": ["SignalsDeadLetterQueue", "Arn"]},
+            }[action.split(":")[0]]
+            assert statement["Resource"] == resource
+    # Transactions are authorised per action: their Puts need PutItem, nothing more.
+    assert by_service["dynamodb"] == {"dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:PutItem"}
+    assert by_service["sqs"] == {"sqs:SendMessage"}
