@@ -15,6 +15,7 @@ import boto3
 import pytest
 from builders import SignalsFactory
 from rapport.catalog import CatalogFile
+from rapport.ingest import KEEP_CONTRIBUTIONS
 from rapport.models import CallerProfile, Consent, Interest
 from rapport.numbers import caller_key
 from rapport.settings import DEVELOPMENT_PEPPER
@@ -221,7 +222,7 @@ def test_repeated_signals_add_with_diminishing_returns_up_to_one(
     assert all(later < earlier for earlier, later in itertools.pairwise(steps))
     assert scores[-1] <= 1.0
     found = stored_interest(dynamodb_endpoint, table, US_CALLER, "x200-headphones")
-    assert found is not None and len(found.recent) == 5  # the newest few, not all
+    assert found is not None and len(found.recent) == KEEP_CONTRIBUTIONS  # the newest few, not all
 
 
 def test_old_signals_count_faded_and_signals_past_retention_not_at_all(

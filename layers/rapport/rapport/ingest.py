@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from rapport.models import CallerProfile, Contribution, Interest, Product, SeenSignal
+from rapport.models import CallerProfile, Contribution, Interest, Product
 from rapport.numbers import caller_key
 from rapport.privacy import Rules, permissions
 from rapport.scoring import DAY, with_contribution
@@ -24,15 +24,19 @@ from rapport.store import StoreError
 from rapport.store.signals import MAX_ACTIONS_PER_WRITE, CallerWrite, SignalStore
 from rapport.textmatch import Matcher
 
-KEEP_CONTRIBUTIONS = 5
+KEEP_CONTRIBUTIONS = 3
 """Contributions kept with each interest to explain it: the newest."""
 KEEP_SOURCES = 4
-SEEN_SIGNALS = 16
+SEEN_SIGNALS = 12
 """Signals an interest item remembers; older ones it must still recognise get a `SIGNAL#` item."""
 SIGNAL_MEMORY_DAYS = 15
 """How long a counted signal's id is remembered: longer than any redelivery (SQS keeps a message at most
 14 days)."""
-EVIDENCE_CHARS = 120
+EVIDENCE_CHARS = 60
+SIGNAL_ID_CHARS = 40
+"""Of a signal's id, kept with its contribution to explain it (its hash, whole, recognises it again). With
+the newest 3 contributions, 60 characters of evidence and 12 remembered signals, an interest item stays
+within one kilobyte: one write unit (two in a transaction)."""
 CATALOG_SECONDS = 60.0
 """How long a container uses the catalog it read before reading it again."""
 _WRITE_ROUNDS = 6
@@ -275,7 +279,7 @@ class SignalIngest:
             for pending in batch.signals:
                 items = [current.get((batch.key, part.product)) for part in pending.parts]
                 known = [item for item in items if item is not None]
-                if any(pending.signal_key in {seen.key for seen in item.seen} for item in known):
+                if any(pending.signal_key in item.seen for item in known):
                     repeated.add(pending.index)
                 elif any(item.forgotten_until > now for item in known):
                     doubtful.setdefault((batch.key, pending.signal_key), []).append(pending.index)
@@ -309,7 +313,7 @@ class SignalIngest:
                         at=at,
                         strength=part.strength,
                         evidence=part.evidence,
-                        signal_id=pending.signal.signal_id,
+                        signal_id=pending.signal.signal_id[:SIGNAL_ID_CHARS],
                     )
                 )
         interests = []
@@ -320,8 +324,8 @@ class SignalIngest:
             versions[product] = before.version if before else None
             interest, dropped = self._added(product, before, contributions, retention_days, now)
             interests.append(interest)
-            for seen in dropped:
-                forgotten[seen.key] = max(forgotten.get(seen.key, 0.0), seen.at + SIGNAL_MEMORY_DAYS * DAY)
+            for key in dropped:
+                forgotten[key] = now + SIGNAL_MEMORY_DAYS * DAY
         return CallerWrite(
             caller_key=batch.key, interests=interests, read_versions=versions, forgotten=forgotten
         )
@@ -333,7 +337,7 @@ class SignalIngest:
         contributions: list[Contribution],
         retention_days: int,
         now: float,
-    ) -> tuple[Interest, list[SeenSignal]]:
+    ) -> tuple[Interest, list[str]]:
         """The interest with the new contributions added, in the order they were observed, and the
         signals it forgets that could still be delivered again."""
         version = before.version if before else 0
@@ -356,12 +360,12 @@ class SignalIngest:
             key=lambda c: c.strength * 0.5 ** ((updated_at - c.at) / DAY / self._half_life),
             default=None,
         )
-        counted = [SeenSignal(key=signal_key(c.signal_id), at=now) for c in contributions]
-        seen = [*remembered, *counted]
+        # Dropped from memory, a signal is kept by a SIGNAL# item for as long as it could come again
+        # (counted from now: when it was counted is not kept, which keeps the item under 1 KB).
+        seen = list(dict.fromkeys([*remembered, *(signal_key(c.signal_id) for c in contributions)]))
         kept, dropped = seen[-SEEN_SIGNALS:], seen[:-SEEN_SIGNALS]
-        dropped = [old for old in dropped if old.at + SIGNAL_MEMORY_DAYS * DAY > now]
         if dropped:
-            forgotten_until = max(forgotten_until, max(old.at for old in dropped) + SIGNAL_MEMORY_DAYS * DAY)
+            forgotten_until = now + SIGNAL_MEMORY_DAYS * DAY
         interest = Interest(
             product=product,
             score=round(min(score, 1.0), 4),

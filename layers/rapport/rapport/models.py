@@ -102,13 +102,6 @@ class Contribution(Stored):
     signal_id: str = Field(default="", alias="i")
 
 
-class SeenSignal(Stored):
-    """A signal counted in an interest: a hash of its id, and when it was counted."""
-
-    key: str = Field(alias="i")
-    at: float = Field(alias="t")
-
-
 class Interest(Model):
     product: ProductId
     score: float = Field(ge=0.0, le=1.0)
@@ -121,8 +114,9 @@ class Interest(Model):
     expires_at: float | None = None
     recent: list[Contribution] = Field(default_factory=list)
     """The newest contributions (not read on the call path)."""
-    seen: list[SeenSignal] = Field(default_factory=list)
-    """The signals counted in this interest lately, oldest first: one delivered again is recognised."""
+    seen: list[str] = Field(default_factory=list)
+    """Hashes of the ids of the signals counted in this interest lately, oldest first: one delivered
+    again is recognised."""
     forgotten_until: float = 0.0
     """Until when a signal dropped from `seen` could still come again (its `SIGNAL#` item remembers it)."""
     version: int = 0
