@@ -134,7 +134,12 @@ class CallerProfile(Model):
     """By purpose: `interest_routing`, `known_agent`."""
     objected: bool = False
     objected_at: float | None = None
+    objection_source: str = ""
     created_at: float = 0.0
+    subject: str = ""
+    """A random id that stands for the caller in the audit trail (not derived from the number: once the
+    profile is erased, the trail no longer leads to anyone)."""
+    expires_at: float | None = None
 
     def consented_to(self, purpose: str) -> bool:
         consent = self.consents.get(purpose)
@@ -157,6 +162,8 @@ class CallerContext(Model):
     profile: CallerProfile | None = None
     interests: list[Interest] = Field(default_factory=list)
     last_agent: LastAgent | None = None
+    interest_routed_at: list[float] = Field(default_factory=list)
+    """When the caller's latest calls were routed on interest data (for the policy's cap)."""
 
 
 class RoutingMode(StrEnum):
@@ -206,6 +213,8 @@ class Grounds(StrEnum):
     CONSENTED = "consented"
     NEEDS_CONSENT = "needs_consent"
     PROFILE_UNREADABLE = "profile_unreadable"
+    CAPPED = "capped"
+    """Allowed, but the caller was routed on it as often as the policy's cap allows lately."""
 
 
 class PrivacyFacts(Stored):
@@ -236,6 +245,12 @@ class NoteCode(StrEnum):
     NO_CALLER_ID = "no_caller_id"
     REJECTED = "rejected"
     BUDGET_SPENT = "budget_spent"
+    INTEREST_CAP = "interest_cap"
+    """Interest data not used: the caller was routed on it as often as the policy allows in its period.
+    `detail`: "<times>/<days>", e.g. "3/7"."""
+    ASKED_IN_CALL = "asked_in_call"
+    """The caller was asked in the call whether their data may be used. `detail`: "yes", "no" or
+    "no_answer"."""
 
 
 class Note(Stored):
