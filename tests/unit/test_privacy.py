@@ -43,9 +43,17 @@ def rules_with(**jurisdictions: dict[str, object]) -> Rules:
         "label": "strictest",
         "interest_routing": "consent",
         "known_agent": "consent",
+        "interest_cap": {"times": 2, "days": 7},
         "retention_days": {"interest": 7, "last_agent": 14, "decision": 21},
     }
-    return Rules.model_validate({"version": "test-1", "default": default, "jurisdictions": jurisdictions})
+    filled = {
+        region: {"interest_cap": {"times": 5, "days": 7}, **rule_set}
+        for region, rule_set in jurisdictions.items()
+    }
+    prompts = {language: prompt.model_dump() for language, prompt in RULES.consent_prompt.items()}
+    return Rules.model_validate(
+        {"version": "test-1", "default": default, "jurisdictions": filled, "consent_prompt": prompts}
+    )
 
 
 # -- Germany ------------------------------------------------------------------------------------------

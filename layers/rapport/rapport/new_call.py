@@ -30,10 +30,12 @@ from rapport.models import (
     AgentEndpoint,
     Attempt,
     CallerContext,
+    CallerProfile,
     Candidate,
     Decision,
     DecisionRecord,
     EndpointKind,
+    Grounds,
     Interest,
     LastAgent,
     Note,
@@ -42,11 +44,20 @@ from rapport.models import (
     RoutingMode,
 )
 from rapport.pools import ANY_POOL, Directory, PooledAgent, PoolView, PoolViews, Seat, call_tag
-from rapport.privacy import Permissions, Rules, permissions
+from rapport.privacy import (
+    INTEREST_ROUTING,
+    KNOWN_AGENT,
+    Basis,
+    Permissions,
+    Rules,
+    interest_cap_reached,
+    permissions,
+)
 from rapport.routing import Routable, RoutingPolicy, choose_agent, current_interests
 from rapport.scoring import DAY
 from rapport.settings import Settings
 from rapport.store import AgentTaken, LetGo, Store, StoreError, StoreUnavailable
+from rapport.store.layout import RECENT_RECORDS
 
 logger = Logger(service=SERVICE_NAME, child=True)
 
@@ -121,13 +132,62 @@ class NewCall:
     """Agents this call tried to reserve and found taken."""
     tag: str = ""
     """The mark this call leaves on the agent it holds."""
+    ask_for_consent: bool = False
+    """Whether to ask a caller with no recorded choice, where consent is needed (`ask_first`)."""
+    chosen: CallerProfile | None = None
+    """The caller's profile as their answer in this call left it (read-your-write: it replaces the
+    profile the context read returns)."""
+    asked: Note | None = None
+    """What the caller answered in this call, when asked."""
 
     def __post_init__(self) -> None:
         self.tag = call_tag(self.call.call_id)
 
     def route(self) -> Route:
         self.look()
+        question = self.ask_first()
+        if question is not None:
+            return question
         return self.reserve(self.decide())
+
+    # -- ask --------------------------------------------------------------------------------------------
+
+    def ask_first(self) -> Route | None:
+        """The question to ask before routing, when the deployment asks and this caller has made no
+        choice yet for a purpose that needs consent here (asked again only once the retention period of
+        their last answer is over); None to route at once."""
+        allowed = self.allowed
+        profile = self.context.profile
+        if not self.ask_for_consent or self.asked is not None or self.key is None or allowed is None:
+            return None
+        if any(note.code is NoteCode.PROFILE_UNAVAILABLE for note in self.notes):
+            return None
+        if profile is not None and profile.objected:
+            return None
+        rule_set = allowed.rule_set_rules
+        since = self.now - rule_set.retention_days.interest * DAY
+        purposes = tuple(
+            purpose
+            for purpose, basis in (
+                (INTEREST_ROUTING, rule_set.interest_routing),
+                (KNOWN_AGENT, rule_set.known_agent),
+            )
+            if basis is Basis.CONSENT and not _chose(profile, purpose, since)
+        )
+        if not purposes:
+            return None
+        state = CallState(
+            stage=Stage.ASKING,
+            caller_key=self.key,
+            asking=purposes,
+            live_products=tuple(self.call.live_products),
+        )
+        return Route(
+            RouteKind.ASK,
+            state,
+            prompt=self.rules.prompt(self.rules.language(self.call.region)),
+            reason="asking for consent",
+        )
 
     # -- look -------------------------------------------------------------------------------------------
 
@@ -145,7 +205,10 @@ class NewCall:
         requests: list[Callable[[], object]] = []
         if self.key is not None:
             key = self.key
-            requests.append(lambda: self.store.caller_context(key, self.now, self.deadline))
+            # Enough of the latest decision records to tell whether the policy's cap is reached.
+            cap = self.rules.for_jurisdiction(self.call.region)[1].interest_cap
+            records = max(RECENT_RECORDS, cap.times)
+            requests.append(lambda: self.store.caller_context(key, self.now, self.deadline, records))
         if directory is None:
             requests.append(lambda: self.store.directory(self.deadline))
         requests += [self._read(pool_id) for pool_id in stale]
@@ -162,8 +225,18 @@ class NewCall:
         if directory is None:
             directory = self._directory_from(results.pop(0))
         self._keep(stale, results)
+        if self.chosen is not None and readable:
+            self.context = self.context.model_copy(update={"profile": self.chosen})
+        if self.asked is not None:
+            self.notes.append(self.asked)
         region = self.call.region or (self.context.profile.jurisdiction if self.context.profile else None)
         self.allowed = permissions(self.rules, region, self.context.profile, profile_readable=readable)
+        if self.allowed.use_interests:
+            routed = self.context.interest_routed_at
+            capped = interest_cap_reached(self.allowed.rule_set_rules, routed, self.now)
+            if capped is not None:
+                self.allowed = self.allowed.without_interests(Grounds.CAPPED)
+                self.notes.append(capped)
         self.live = live if self.allowed.use_interests else []
         if directory is not None:
             self.known = self._known_agent(directory)
@@ -417,6 +490,7 @@ class NewCall:
         assert self.allowed is not None
         listed = decision.candidates[: self.settings.max_candidates]
         kept = {product for candidate in listed for product in candidate.skills}
+        used_interests = bool(kept) or any(c.mode is RoutingMode.INTEREST for c in listed)
         return DecisionRecord(
             call_id=self.call.call_id,
             caller_key=self.key,
@@ -426,7 +500,7 @@ class NewCall:
             interests={product: fact for product, fact in decision.interests.items() if product in kept},
             privacy=self.allowed.facts,
             notes=decision.notes,
-            expires_at=self.now + self.allowed.retention_days.decision * DAY,
+            expires_at=self.now + self.allowed.record_days(used_interests) * DAY,
         )
 
     def _ringing(self, chosen: Candidate, decision: Decision) -> Route:
@@ -453,3 +527,10 @@ class NewCall:
             update={"mode": RoutingMode.FALLBACK, "candidates": [], "interests": {}}
         )
         return fallback(self.settings, self._state().model_copy(update={"record": record}), why)
+
+
+def _chose(profile: CallerProfile | None, purpose: str, since: float) -> bool:
+    """Whether the caller made a choice for `purpose` that still counts: a consent given (whenever), or
+    one refused or left unanswered since `since`."""
+    consent = profile.consents.get(purpose) if profile is not None else None
+    return consent is not None and (consent.granted or consent.at > since)

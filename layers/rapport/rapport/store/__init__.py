@@ -54,8 +54,11 @@ class LetGo:
 class Store(Protocol):
     # -- the call path: one request each -------------------------------------------------------------
 
-    def caller_context(self, caller_key: str, now: float, deadline: Deadline | None = None) -> CallerContext:
-        """Profile, interests and last-agent link of one caller (expired items left out)."""
+    def caller_context(
+        self, caller_key: str, now: float, deadline: Deadline | None = None, records: int = 3
+    ) -> CallerContext:
+        """Profile, interests, last-agent link and the times of the latest `records` calls routed on
+        interest data, of one caller (expired items left out)."""
         ...
 
     def pool(self, pool_id: str, now: float, deadline: Deadline) -> PoolView:

@@ -30,20 +30,23 @@ from rapport.models import (
     LastAgent,
     Presence,
     Product,
+    RoutingMode,
 )
 from rapport.pools import Directory, PoolView, Seat, member_of, seat_of, seated
 from rapport.store import MAX_CALL_SECONDS, AgentTaken, ConditionFailed, LetGo, StoreError, StoreUnavailable
 from rapport.store.layout import (
     AVAIL_SK,
     CATALOG_PK,
-    CONTEXT_ITEMS,
     DECISION_PREFIX,
     DIRECTORY_KEY,
     INTEREST_PREFIX,
+    MAX_INTERESTS,
     PROFILE_SK,
+    RECENT_RECORDS,
     ROSTER_SK,
     agent_key,
     caller_pk,
+    decided_at,
     decode_link,
     decode_members,
     decode_record,
@@ -97,6 +100,7 @@ _CONTEXT_ATTRIBUTES = (
     "sources",
     "evidence",
     "link",
+    "m",
 )
 
 
@@ -190,9 +194,11 @@ class DynamoStore:
 
     # -- reads on the call path -----------------------------------------------------------------------
 
-    def caller_context(self, caller_key: str, now: float, deadline: Deadline | None = None) -> CallerContext:
-        """One Query, newest first from PROFILE: the profile, the interests, the latest decision records.
-        Expired items are dropped here because TTL deletion can lag by days."""
+    def caller_context(
+        self, caller_key: str, now: float, deadline: Deadline | None = None, records: int = RECENT_RECORDS
+    ) -> CallerContext:
+        """One Query, newest first from PROFILE: the profile, the interests, the latest `records` decision
+        records. Expired items are dropped here because TTL deletion can lag by days."""
         names = {f"#a{index}": name for index, name in enumerate(_CONTEXT_ATTRIBUTES)}
         response = self._call(
             "query",
@@ -203,11 +209,12 @@ class DynamoStore:
             ProjectionExpression=", ".join(names),
             ExpressionAttributeNames=names,
             ScanIndexForward=False,
-            Limit=CONTEXT_ITEMS,
+            Limit=1 + MAX_INTERESTS + max(records, 1),
         )
         profile: CallerProfile | None = None
         interests: list[Interest] = []
         last_agent: LastAgent | None = None
+        routed: list[float] = []
         for item in map(from_item, response.get("Items", [])):
             expires_at = item.get("expires_at")
             if expires_at is not None and expires_at <= now:
@@ -217,11 +224,16 @@ class DynamoStore:
                 profile = CallerProfile.model_validate(item)
             elif sk.startswith(INTEREST_PREFIX):
                 interests.append(Interest.model_validate(item))
-            elif sk.startswith(DECISION_PREFIX) and last_agent is None and "link" in item:
-                link = decode_link(item["link"], {"pk": caller_pk(caller_key), "sk": sk})
-                if link.expires_at > now:
-                    last_agent = link
-        return CallerContext(profile=profile, interests=interests, last_agent=last_agent)
+            elif sk.startswith(DECISION_PREFIX):
+                if item.get("m") == RoutingMode.INTEREST.value:
+                    routed.append(decided_at(sk))
+                if last_agent is None and "link" in item:
+                    link = decode_link(item["link"], {"pk": caller_pk(caller_key), "sk": sk})
+                    if link.expires_at > now:
+                        last_agent = link
+        return CallerContext(
+            profile=profile, interests=interests, last_agent=last_agent, interest_routed_at=routed
+        )
 
     def pool(self, pool_id: str, now: float, deadline: Deadline) -> PoolView:
         response = self._call(

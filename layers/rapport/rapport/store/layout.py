@@ -300,6 +300,11 @@ def encode_record(record: DecisionRecord) -> dict[str, Any]:
     return to_item({**record_key(record.caller_key, record.call_id, record.decided_at), **values})
 
 
+def decided_at(sk: str) -> float:
+    """When a caller's decision record was made, from its sort key."""
+    return int(sk.removeprefix(DECISION_PREFIX).split("#", 1)[0]) / 1000
+
+
 def call_of(key: Mapping[str, str]) -> tuple[str | None, str]:
     """The caller key and call id a decision record's key names."""
     pk, sk = key["pk"], key["sk"]

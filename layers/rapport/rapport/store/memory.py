@@ -20,14 +20,16 @@ from rapport.models import (
     DecisionRecord,
     Interest,
     Product,
+    RoutingMode,
 )
 from rapport.pools import Directory, Member, PoolView, Seat, member_of, seat_of, seated
 from rapport.store import MAX_CALL_SECONDS, AgentTaken, ConditionFailed, LetGo, StoreError, StoreUnavailable
 from rapport.store.layout import (
-    CONTEXT_ITEMS,
     DECISION_PREFIX,
     INTEREST_PREFIX,
+    MAX_INTERESTS,
     PROFILE_SK,
+    RECENT_RECORDS,
     pack,
     pool_fits,
     record_key,
@@ -98,7 +100,9 @@ class MemoryStore:
             self._together -= 1
         return results
 
-    def caller_context(self, caller_key: str, now: float, deadline: Deadline | None = None) -> CallerContext:
+    def caller_context(
+        self, caller_key: str, now: float, deadline: Deadline | None = None, records: int = RECENT_RECORDS
+    ) -> CallerContext:
         self._request("Query", deadline)
         with self._lock:
             caller = self._callers.get(caller_key, _Caller())
@@ -110,16 +114,21 @@ class MemoryStore:
         items.sort(key=lambda entry: entry[0], reverse=True)
         context = CallerContext()
         interests: list[Interest] = []
-        for sk, value in items[:CONTEXT_ITEMS]:
+        routed: list[float] = []
+        for sk, value in items[: 1 + MAX_INTERESTS + max(records, 1)]:
             if isinstance(value, CallerProfile):
                 context = context.model_copy(update={"profile": value})
             elif isinstance(value, Interest) and (value.expires_at is None or value.expires_at > now):
                 interests.append(value)
             elif isinstance(value, bytes) and sk.startswith(DECISION_PREFIX) and context.last_agent is None:
                 record = DecisionRecord.model_validate_json(value)
-                if record.expires_at > now and record.link is not None and record.link.expires_at > now:
+                if record.expires_at <= now:
+                    continue
+                if record.mode is RoutingMode.INTEREST:
+                    routed.append(record.decided_at)
+                if context.last_agent is None and record.link is not None and record.link.expires_at > now:
                     context = context.model_copy(update={"last_agent": record.link})
-        return context.model_copy(update={"interests": interests})
+        return context.model_copy(update={"interests": interests, "interest_routed_at": routed})
 
     def pool(self, pool_id: str, now: float, deadline: Deadline) -> PoolView:
         self._request("Query", deadline)
