@@ -51,6 +51,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy functions/sma_router
 	$(BIN)/mypy functions/sip_rule
 	$(BIN)/mypy functions/signals
+	$(BIN)/mypy functions/privacy
 
 format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .

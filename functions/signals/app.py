@@ -16,6 +16,7 @@ redelivers its message, EventBridge's invocation is retried, HTTP answers 503 fo
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -140,6 +141,7 @@ _METRIC_OF = {
     Status.DUPLICATE: Metric.SIGNALS_DUPLICATE,
     Status.NO_INTEREST: Metric.SIGNALS_WITHOUT_INTEREST,
     Status.NOT_PERMITTED: Metric.SIGNALS_WITHOUT_CONSENT,
+    Status.OBJECTED: Metric.SIGNALS_OBJECTED,
     Status.EXPIRED: Metric.SIGNALS_EXPIRED,
     Status.REJECTED: Metric.SIGNALS_REJECTED,
     Status.FAILED: Metric.SIGNALS_FAILED,
@@ -334,3 +336,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"error": "unknown event"}
     finally:
         metrics.flush()
+
+
+if os.environ.get("AWS_EXECUTION_ENV"):
+    # Lambda's init phase: settings checked and the pepper fetched once, before the first batch.
+    services().pepper.get()

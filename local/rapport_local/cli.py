@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import json
 import logging
 import os
@@ -12,10 +13,25 @@ import statistics
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 
 from rapport import SERVICE_NAME
 from rapport.catalog import CatalogFile
+from rapport.privacy import deployed_rules
+from rapport.rights import (
+    BadRequest,
+    ConsentRequest,
+    ExplainRequest,
+    ObjectionRequest,
+    PrivacyRights,
+    SubjectRequest,
+    Unavailable,
+    parse,
+)
+from rapport.secrets import PepperSource, secrets_manager_fetch
+from rapport.settings import DEVELOPMENT_PEPPER
+from rapport.store.privacy import PrivacyStore
 from rapport.store.signals import SignalStore
 from rapport.textmatch import Matcher
 
@@ -36,6 +52,7 @@ DEMO_CATALOG = PROJECT_DIR / "examples" / "catalog.json"
 _OUTCOME_WORDS = {
     "Stored": "stored",
     "WithoutConsent": "not kept (no consent on record)",
+    "Objected": "dropped (the caller objected)",
     "WithoutInterest": "no product interest",
     "Duplicate": "already counted",
     "Rejected": "rejected",
@@ -68,6 +85,9 @@ def _player(scenario: Scenario, endpoint: str, verbose: bool) -> ScenarioPlayer:
 
 
 def _describe(index: int, name: str, result: CallResult) -> str:
+    if result.route == "privacy":
+        lines = [f"{index}. {name}", f"   caller {result.caller}: " + "; ".join(result.reasons)]
+        return "\n".join([*lines, *(f"   ✗ {failure}" for failure in result.failures)])
     if result.agent:
         outcome = f"agent {result.agent} [{result.mode}]"
     elif result.route == "fallback_number":
@@ -112,7 +132,12 @@ def demo(args: argparse.Namespace) -> int:
             print(_describe(index, call.name, result) + "\n", flush=True)
         print(_metrics_summary(player.metrics) + "\n", flush=True)
     failed = [r for r in results if not r.ok]
-    print(f"{len(results) - len(failed)} of {len(results)} calls routed as expected.")
+    calls = [r for r in results if r.route != "privacy"]
+    steps = len(results) - len(calls)
+    print(
+        f"{sum(r.ok for r in calls)} of {len(calls)} calls routed as expected;"
+        f" {sum(r.ok for r in results if r.route == 'privacy')} of {steps} privacy requests carried out."
+    )
     return 1 if failed else 0
 
 
@@ -194,6 +219,140 @@ def catalog_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- rapport privacy ---------------------------------------------------------------------------------------
+
+
+def _rights(args: argparse.Namespace) -> PrivacyRights:
+    """The privacy operations on the table at --endpoint (or $AWS_ENDPOINT_URL_DYNAMODB), keyed with the
+    development pepper; without an endpoint, on the table in AWS, keyed with the stack's secret."""
+    endpoint = args.endpoint or endpoint_from_environment()
+    secret = args.secret_arn or os.environ.get("RAPPORT_CALLER_KEY_SECRET_ARN", "")
+    if endpoint:
+        create_table(endpoint, args.table)
+        store = PrivacyStore(local_client(endpoint), args.table)
+    else:
+        store = PrivacyStore.for_table(args.table)
+        if not secret:
+            raise ValueError("in AWS, give --secret-arn (the stack's CallerKeySecret): caller keys need it")
+    pepper = (
+        PepperSource(secrets_manager_fetch(secret)) if secret else PepperSource(lambda: DEVELOPMENT_PEPPER)
+    )
+    return PrivacyRights(store, deployed_rules(), pepper.get)
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _print(result: dict[str, object]) -> int:
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0
+
+
+def privacy_consent(args: argparse.Namespace) -> int:
+    body = {
+        "number": args.number,
+        "purposes": args.purpose or ["interest_routing", "known_agent"],
+        "granted": args.grant,
+        "source": args.source,
+    }
+    return _print(_rights(args).consent(parse(ConsentRequest, body), _actor()))
+
+
+def privacy_object(args: argparse.Namespace) -> int:
+    body = {"number": args.number, "source": args.source, "objected": not args.lift}
+    return _print(_rights(args).object(parse(ObjectionRequest, body), _actor()))
+
+
+def privacy_access(args: argparse.Namespace) -> int:
+    return _print(_rights(args).access(parse(SubjectRequest, {"number": args.number}), _actor()))
+
+
+def privacy_erase(args: argparse.Namespace) -> int:
+    return _print(_rights(args).erase(parse(SubjectRequest, {"number": args.number}), _actor()))
+
+
+def privacy_explain(args: argparse.Namespace) -> int:
+    body = {"number": args.number, "call_id": args.call, "language": args.language}
+    found = _rights(args).explain(parse(ExplainRequest, {k: v for k, v in body.items() if v}), _actor())
+    decision = found["decision"]
+    if not isinstance(decision, dict):
+        print("No decision record is held for this caller (or call).")
+        return 1
+    print(
+        f"Call {decision['call_id']} of {decision['decided_at']}: {decision['mode']} → {decision['agent_id']}"
+    )
+    for reason in decision["reasons"]:
+        print(f"  · {reason}")
+    return 0
+
+
+def privacy_replay(args: argparse.Namespace) -> int:
+    rights = _rights(args)
+    endpoint = args.endpoint or endpoint_from_environment()
+    log_table = args.log_table or args.table
+    log = PrivacyStore(local_client(endpoint), log_table) if endpoint else PrivacyStore.for_table(log_table)
+    since = datetime.fromisoformat(args.since).timestamp()
+    return _print(rights.replay_erasures(log, since, _actor()))
+
+
+def _privacy_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run_privacy = commands.add_parser(
+        "privacy", help="a caller's rights: consent, objection, access, erasure, explanations"
+    )
+    privacy = run_privacy.add_subparsers(dest="privacy_command", required=True)
+    consent = privacy.add_parser("consent", help="record a consent given (--grant) or withdrawn (--withdraw)")
+    consent.add_argument("number", help="the caller's number in E.164, e.g. +4930555010")
+    choice = consent.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--grant", dest="grant", action="store_true")
+    choice.add_argument("--withdraw", dest="grant", action="store_false")
+    consent.add_argument(
+        "--purpose",
+        action="append",
+        choices=["interest_routing", "known_agent"],
+        help="repeatable; default: both",
+    )
+    consent.set_defaults(run=privacy_consent)
+    objection = privacy.add_parser("object", help="object to all profile-based routing (GDPR Art. 21)")
+    objection.add_argument("number")
+    objection.add_argument("--lift", action="store_true", help="lift an earlier objection")
+    objection.set_defaults(run=privacy_object)
+    access = privacy.add_parser("access", help="print everything held about a number (GDPR Art. 15)")
+    access.add_argument("number")
+    access.set_defaults(run=privacy_access)
+    erase = privacy.add_parser("erase", help="erase everything held about a number; print the receipt")
+    erase.add_argument("number")
+    erase.set_defaults(run=privacy_erase)
+    explain = privacy.add_parser("explain", help="print why the number's latest call went where it went")
+    explain.add_argument("number", nargs="?", default=None)
+    explain.add_argument("--call", default=None, help="a call id: that call's record")
+    explain.add_argument("--language", choices=["de", "en"], default=None, help="default: the caller's")
+    explain.set_defaults(run=privacy_explain)
+    replay = privacy.add_parser(
+        "replay-erasures",
+        help="erase again, in a restored table, every caller erased since the restore point",
+    )
+    replay.add_argument(
+        "--since", required=True, help="the restore point, ISO 8601 (2026-11-30T12:00:00+00:00)"
+    )
+    replay.add_argument(
+        "--log-table", default=None, help="the table whose erasure log to replay (default: --table)"
+    )
+    replay.set_defaults(run=privacy_replay)
+    for command in (consent, objection, access, erase, explain, replay):
+        command.add_argument(
+            "--endpoint",
+            default=None,
+            help="DynamoDB endpoint (default: $AWS_ENDPOINT_URL_DYNAMODB; without either, AWS)",
+        )
+        command.add_argument("--table", default=TABLE_NAME, help=f"table name (default: {TABLE_NAME})")
+        command.add_argument("--secret-arn", default=None, help="in AWS: the CallerKeySecret's ARN")
+    for command in (consent, objection):
+        command.add_argument(
+            "--source", default="cli", help="where the caller made the choice (default: cli)"
+        )
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="rapport", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -246,6 +405,8 @@ def parser() -> argparse.ArgumentParser:
             help=f"table name (default: {TABLE_NAME}; in AWS, the stack's TableName)",
         )
 
+    _privacy_commands(commands)
+
     for command in (run_demo, run_simulate):
         command.add_argument(
             "--endpoint",
@@ -261,6 +422,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     try:
         return int(args.run(args))
+    except BadRequest as bad:
+        for problem in bad.problems:
+            print(f"rapport: {problem}", file=sys.stderr)
+        return 2
+    except Unavailable as error:
+        print(f"rapport: not carried out for now ({error}); try again", file=sys.stderr)
+        return 3
     except (EngineError, FileNotFoundError, ValueError) as error:
         print(f"rapport: {error}", file=sys.stderr)
         return 2

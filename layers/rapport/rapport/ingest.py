@@ -50,8 +50,9 @@ class Status(StrEnum):
     NO_INTEREST = "no_interest"
     """Read, but raises no interest (a text that names no product, or only to complain)."""
     NOT_PERMITTED = "not_permitted"
-    """Not kept: interest routing needs consent in the caller's jurisdiction and none is on record, or
-    the caller objected."""
+    """Not kept: interest routing needs consent in the caller's jurisdiction and none is on record."""
+    OBJECTED = "objected"
+    """Dropped: the caller objected to profile-based routing."""
     EXPIRED = "expired"
     """Observed longer ago than the jurisdiction keeps interests."""
     REJECTED = "rejected"
@@ -189,9 +190,11 @@ class SignalIngest:
             return {p.index: Outcome(Status.FAILED, str(error)) for c in callers for p in c.signals}
         kept: list[_CallerBatch] = []
         for batch in callers:
-            allowed, retention_days = self._gate(batch, profiles.get(batch.key))
+            profile = profiles.get(batch.key)
+            allowed, retention_days = self._gate(batch, profile)
             if not allowed:
-                outcomes.update({p.index: Outcome(Status.NOT_PERMITTED) for p in batch.signals})
+                status = Status.OBJECTED if profile is not None and profile.objected else Status.NOT_PERMITTED
+                outcomes.update({p.index: Outcome(status) for p in batch.signals})
                 continue
             oldest = now - retention_days * DAY
             fresh = []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+import os
+
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rapport.numbers import is_e164
@@ -32,6 +34,8 @@ class Settings(BaseSettings):
     the record: lost if they are cut short."""
     ring_timeout_seconds: int = Field(default=20, ge=1, le=120)
     max_candidates: int = Field(default=5, ge=1, le=8)
+    ask_for_consent: bool = False
+    """Ask callers with no recorded choice, where consent is needed, once, in the call (README, Privacy)."""
     interest_half_life_days: float = Field(default=14.0, gt=0, le=3650)
     """Interest scores halve in this many days (applied when they are read and when signals add up)."""
 
@@ -50,3 +54,14 @@ class Settings(BaseSettings):
         if not value or len(value) > 1000:
             raise ValueError("must be 1 to 1,000 characters (the Speak action's limit)")
         return value
+
+    @model_validator(mode="after")
+    def _no_development_pepper_in_aws(self) -> Settings:
+        # In Lambda a missing secret is a broken deployment: caller keys made with the public development
+        # pepper could be recomputed by anyone from a list of numbers.
+        if os.environ.get("AWS_EXECUTION_ENV") and not self.caller_key_secret_arn:
+            raise ValueError(
+                "RAPPORT_CALLER_KEY_SECRET_ARN is not set: refusing to start in AWS with the development"
+                " pepper (the template sets it to the stack's CallerKeySecret)"
+            )
+        return self

@@ -43,6 +43,9 @@ def _phone_number(value: object) -> PhoneNumber:
     return number
 
 
+CallerNumber = Annotated[PhoneNumber, PlainValidator(_phone_number)]
+"""A caller's number as requests send it (E.164), parsed once; errors never repeat the value."""
+
 SignalId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:/@-]{1,128}$")]
 
 

@@ -57,12 +57,22 @@ class Metric(StrEnum):
     """Delivered again and recognised: not counted twice."""
     SIGNALS_WITHOUT_INTEREST = "SignalsWithoutInterest"
     SIGNALS_WITHOUT_CONSENT = "SignalsWithoutConsent"
-    """Not kept: interest routing needs consent in the caller's jurisdiction and none is on record (or
-    the caller objected)."""
+    """Not kept: interest routing needs consent in the caller's jurisdiction and none is on record."""
+    SIGNALS_OBJECTED = "SignalsObjected"
+    """Dropped: the caller objected."""
     SIGNALS_EXPIRED = "SignalsExpired"
     SIGNALS_REJECTED = "SignalsRejected"
     SIGNALS_FAILED = "SignalsFailed"
     """Not stored for now; delivered again."""
+    PRIVACY_REQUESTS = "PrivacyRequests"
+    """Consent, objection, access, erasure and explanation requests carried out."""
+    PRIVACY_REFUSED = "PrivacyRefused"
+    """Privacy requests answered 400 (bad input)."""
+    PRIVACY_FAILED = "PrivacyFailed"
+    """Privacy requests not carried out for now (503)."""
+    CONSENT_ASKED = "ConsentAsked"
+    """Callers asked in the call whether their data may be used."""
+    CONSENT_GIVEN_IN_CALL = "ConsentGivenInCall"
 
 
 ROUTED_BY_MODE = {
