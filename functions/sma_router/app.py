@@ -8,6 +8,7 @@ within the time budget: a fallback route, a polite message, or no new actions.
 from __future__ import annotations
 
 import gc
+import os
 import time
 from collections.abc import Callable
 from functools import cache
@@ -23,14 +24,25 @@ from rapport.log_privacy import RedactingFormatter
 from rapport.models import EndpointKind, Note, NoteCode
 from rapport.numbers import normalise
 from rapport.pools import PoolViews
-from rapport.privacy import load_rules
+from rapport.privacy import Prompt, deployed_rules
+from rapport.rights import PrivacyRights
 from rapport.secrets import PepperSource
 from rapport.settings import Settings
 from rapport.store.dynamodb import DynamoStore
+from rapport.store.privacy import PrivacyStore
 from rapport.store.timing import recording_requests, requests_so_far
 from rapport.telemetry import CallMetrics, Metric
 from sip_context import read_sip_context
-from sma_actions import Action, BridgeEndpoint, CallAndBridge, Hangup, Speak, response
+from sma_actions import (
+    Action,
+    BridgeEndpoint,
+    CallAndBridge,
+    Hangup,
+    Speak,
+    SpeakAndGetDigits,
+    Speech,
+    response,
+)
 from sma_events import SmaEvent, parse_event
 
 logger = Logger(service=SERVICE_NAME, logger_formatter=RedactingFormatter())
@@ -47,9 +59,15 @@ class Services:
         self.settings = Settings()
         self.store = DynamoStore.for_table(self.settings.table_name)
         self.views = PoolViews()
-        self.flow = CallFlow(
-            self.store, self.settings, load_rules(), self.views, PepperSource.for_settings(self.settings)
+        self.pepper = PepperSource.for_settings(self.settings)
+        rules = deployed_rules()
+        rights = PrivacyRights(
+            PrivacyStore(self.store.client, self.settings.table_name),
+            rules,
+            self.pepper.get,
+            self.settings.interest_half_life_days,
         )
+        self.flow = CallFlow(self.store, self.settings, rules, self.views, self.pepper, rights=rights)
         # Everything built so far (botocore's models above all) lives as long as the container: keep it
         # out of the garbage collector's full passes, which would otherwise walk it on some invocations.
         gc.freeze()
@@ -97,7 +115,44 @@ def _closing(event: SmaEvent, message: str) -> list[Action]:
     return [Speak(CallId=leg.call_id, Text=message), Hangup(CallId=leg.call_id)]
 
 
+def _speech(prompt: Prompt, text: str) -> Speech:
+    return Speech(Text=text, LanguageCode=prompt.language_code, VoiceId=prompt.voice)
+
+
+def _question(prompt: Prompt, event: SmaEvent) -> list[Action]:
+    """Ask once whether the caller's data may be used: 1 yes, 2 no; anything else, or nothing, is no."""
+    leg = event.caller_leg
+    if leg is None or not leg.call_id:
+        return []
+    return [
+        SpeakAndGetDigits(
+            CallId=leg.call_id,
+            SpeechParameters=_speech(prompt, prompt.question),
+            FailureSpeechParameters=_speech(prompt, prompt.question),
+            InputDigitsRegex="^[12]$",
+        )
+    ]
+
+
 def _actions_for(route: Route, settings: Settings, event: SmaEvent) -> list[Action]:
+    if route.kind is RouteKind.ASK and route.prompt is not None:
+        question = _question(route.prompt, event)
+        if question:
+            return question
+        return _closing(event, settings.fallback_message)
+    actions = _routed(route, settings, event)
+    leg = event.caller_leg
+    if route.answer is not None and route.prompt is not None and leg is not None and leg.call_id:
+        said = route.prompt.yes if route.answer else route.prompt.no
+        speech = _speech(route.prompt, said)
+        answer = Speak(
+            CallId=leg.call_id, Text=said, LanguageCode=speech.LanguageCode, VoiceId=speech.VoiceId
+        )
+        return [answer, *actions]
+    return actions
+
+
+def _routed(route: Route, settings: Settings, event: SmaEvent) -> list[Action]:
     if route.kind is RouteKind.AGENT and route.endpoint is not None:
         if route.endpoint.kind is EndpointKind.PSTN:
             endpoint = BridgeEndpoint(BridgeEndpointType="PSTN", Uri=route.endpoint.address)
@@ -169,7 +224,10 @@ def on_new_inbound_call(event: SmaEvent, deadline: Deadline, metrics: CallMetric
         route = svc.flow.fallback(CallState(stage=Stage.FALLBACK), Note(code=NoteCode.NO_CALLER_ID))
         return _answer(route, svc.settings, event, metrics, None)
     logger.thread_safe_append_keys(caller_key=svc.flow.caller_key_for(call.caller))
-    return _answer(svc.flow.start(call, now(), deadline), svc.settings, event, metrics, None)
+    route = svc.flow.start(call, now(), deadline)
+    if route.kind is RouteKind.ASK:
+        metrics.count(Metric.CONSENT_ASKED)
+    return _answer(route, svc.settings, event, metrics, None)
 
 
 def on_action_failed(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
@@ -183,6 +241,8 @@ def on_action_failed(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) 
     if stored is not None and stored.stage is Stage.DONE:
         # The call already ended (e.g. the caller hung up while the agent's phone rang).
         return EMPTY
+    if action is not None and action.type == "SpeakAndGetDigits" and state.stage is Stage.ASKING:
+        return _after_question(event, state, None, deadline, metrics)
     if action is None or action.type != "CallAndBridge":
         # A failed Speak or Hangup: nothing sensible is left to play; end the call cleanly.
         done = state.model_copy(update={"stage": Stage.DONE})
@@ -193,8 +253,32 @@ def on_action_failed(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) 
     return _answer(route, svc.settings, event, metrics, state)
 
 
+def _after_question(
+    event: SmaEvent, state: CallState, digits: str | None, deadline: Deadline, metrics: CallMetrics
+) -> dict[str, Any]:
+    """The caller answered the in-call question (or did not): record it, then route the call."""
+    svc = services()
+    caller = event.caller_number
+    call = InboundCall(
+        call_id=event.call_details.transaction_id,
+        caller=caller.e164 if caller else None,
+        region=caller.region if caller else None,
+        live_products=state.live_products,
+    )
+    logger.thread_safe_append_keys(caller_key=state.caller_key)
+    route = svc.flow.answered(call, caller, state, digits, now(), deadline)
+    if route.answer:
+        metrics.count(Metric.CONSENT_GIVEN_IN_CALL)
+    return _answer(route, svc.settings, event, metrics, None)
+
+
 def on_action_successful(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
     action = event.action_data
+    if action is not None and action.type == "SpeakAndGetDigits":
+        asked = _state(event)
+        if asked is None or asked.stage is not Stage.ASKING:
+            return EMPTY
+        return _after_question(event, asked, action.received_digits, deadline, metrics)
     if action is None or action.type != "CallAndBridge":
         return EMPTY
     before = _state(event) or CallState()
@@ -263,12 +347,22 @@ HANDLERS: dict[str, Handler] = {
 NEEDS_A_ROUTE = {"NEW_INBOUND_CALL", "ACTION_FAILED", "INVALID_LAMBDA_RESPONSE"}
 
 
+def waits_for_route(event: SmaEvent) -> bool:
+    """Whether the caller waits for our answer to hear anything: after the events above, and after they
+    answered the in-call question."""
+    action = event.action_data
+    answered = (
+        event.event_type == "ACTION_SUCCESSFUL" and action is not None and action.type == "SpeakAndGetDigits"
+    )
+    return event.event_type in NEEDS_A_ROUTE or answered
+
+
 def emergency_response(event: SmaEvent) -> dict[str, Any]:
     """Answer when the normal path failed: a short message and hang-up where the caller is waiting, the
     other leg hung up where one leg left."""
     if event.event_type == "HANGUP":
         return response(_other_legs(event), to_attributes(CallState(stage=Stage.DONE)))
-    if event.event_type not in NEEDS_A_ROUTE:
+    if not waits_for_route(event):
         return EMPTY
     return response(_closing(event, EMERGENCY_MESSAGE), to_attributes(CallState(stage=Stage.DONE)))
 
@@ -278,13 +372,12 @@ def budget_spent(event: SmaEvent, metrics: CallMetrics, seconds: float) -> dict[
     route (an agent reserved in that step is freed when their hold lapses), the other leg hung up on a
     HANGUP, nothing otherwise. No I/O."""
     logger.error("time budget spent: answering without the store", extra={"budget_s": round(seconds, 3)})
-    if event.event_type not in NEEDS_A_ROUTE:
+    if not waits_for_route(event):
         return emergency_response(event)
     svc = services()
     before = _state(event)
-    state = (before or CallState()).model_copy(
-        update={"stage": Stage.AGENT if before is None else before.stage}
-    )
+    stage = Stage.AGENT if before is None or before.stage is Stage.ASKING else before.stage
+    state = (before or CallState()).model_copy(update={"stage": stage})
     if state.stage in (Stage.MESSAGE, Stage.DONE):
         return emergency_response(event)
     route = svc.flow.fallback(state, Note(code=NoteCode.BUDGET_SPENT, detail=f"{seconds:.2f} s"))
@@ -327,9 +420,7 @@ def _dispatch(event: SmaEvent, problems: list[str], context: Any, metrics: CallM
     deadline: Deadline | None = None
     try:
         settings = services().settings
-        budget_ms = (
-            settings.time_budget_ms if event.event_type in NEEDS_A_ROUTE else settings.bookkeeping_budget_ms
-        )
+        budget_ms = settings.time_budget_ms if waits_for_route(event) else settings.bookkeeping_budget_ms
         deadline = Deadline.for_invocation(context, budget_ms)
         with enforced(deadline):
             answer = handler(event, deadline, metrics)
@@ -339,10 +430,21 @@ def _dispatch(event: SmaEvent, problems: list[str], context: Any, metrics: CallM
         logger.exception("handler failed: answering with the emergency route")
         metrics.count(Metric.HANDLER_ERRORS)
         fallback = emergency_response(event)
-        if event.event_type in NEEDS_A_ROUTE:
+        if waits_for_route(event):
             metrics.fallback(_state(event))
         return fallback
     if answer is None:
         # The budget ran out (perhaps just as the handler finished: its answer is used when it has one).
         return budget_spent(event, metrics, deadline.seconds if deadline else 0.0)
     return answer
+
+
+def _initialise() -> None:
+    """In Lambda's init phase: build the services and fetch the pepper now, once per container, so the
+    first call does not wait on Secrets Manager (its fetch is bounded; a failure is retried later, not
+    on every event). A deployment without the secret fails here, with the reason, as it must."""
+    services().pepper.get()
+
+
+if os.environ.get("AWS_EXECUTION_ENV"):
+    _initialise()

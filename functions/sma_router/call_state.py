@@ -16,11 +16,16 @@ from rapport.call import CallState, Stage
 from rapport.models import DecisionRecord
 
 _CALLER_KEY = re.compile(r"^[0-9a-f]{64}$")
+_WORDS = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}(,[a-z0-9][a-z0-9._-]{0,63}){0,4}$")
 MAX_RECORD_CHARS = 16_000
 
 
 def to_attributes(state: CallState) -> dict[str, str]:
+    asking = (
+        {"rp_ask": ",".join(state.asking), "rp_live": ",".join(state.live_products)} if state.asking else {}
+    )
     return {
+        **asking,
         "rp_stage": state.stage.value,
         "rp_caller": state.caller_key or "",
         "rp_link": str(state.link_days),
@@ -52,6 +57,14 @@ def from_attributes(attributes: Mapping[str, Any] | None, call_id: str) -> CallS
             caller_key=caller or None,
             link_days=int(str(attributes.get("rp_link", "0"))),
             record=record,
+            asking=_words(attributes.get("rp_ask")),
+            live_products=_words(attributes.get("rp_live")),
         )
     except (ValueError, ValidationError):
         return None
+
+
+def _words(value: object) -> tuple[str, ...]:
+    """A short comma-separated list of ids (purposes, products); nothing if it is not one."""
+    text = str(value or "")
+    return tuple(text.split(",")) if _WORDS.match(text) else ()

@@ -42,13 +42,37 @@ class Speak(_Parameters):
     VoiceId: str = "Joanna"
 
 
+class Speech(_Parameters):
+    Text: str = Field(min_length=1, max_length=1000)
+    Engine: Literal["standard", "neural"] = "neural"
+    LanguageCode: str = "en-US"
+    TextType: Literal["text", "ssml"] = "text"
+    VoiceId: str = "Joanna"
+
+
+class SpeakAndGetDigits(_Parameters):
+    """Ask, and collect the key the caller presses; ACTION_SUCCESSFUL carries `ReceivedDigits`, and a
+    timeout or keys that do not match `InputDigitsRegex` (after `Repeat` tries) end in ACTION_FAILED."""
+
+    CallId: str
+    SpeechParameters: Speech
+    FailureSpeechParameters: Speech
+    InputDigitsRegex: str
+    MinNumberOfDigits: int = Field(default=1, ge=1)
+    MaxNumberOfDigits: int = Field(default=1, ge=1)
+    TerminatorDigits: list[str] = Field(default_factory=lambda: ["#"])
+    InBetweenDigitsDurationInMilliseconds: int = Field(default=3000, ge=1000)
+    Repeat: int = Field(default=2, ge=1, le=5)
+    RepeatDurationInMilliseconds: int = Field(default=6000, ge=1000)
+
+
 class Hangup(_Parameters):
     SipResponseCode: Literal["0", "480", "486"] = "0"
     CallId: str | None = None
     ParticipantTag: str | None = None
 
 
-Action = CallAndBridge | Speak | Hangup
+Action = CallAndBridge | Speak | SpeakAndGetDigits | Hangup
 
 
 def response(actions: list[Action], attributes: dict[str, str] | None = None) -> dict[str, Any]:

@@ -47,6 +47,8 @@ class ActionData(_AwsModel):
     type: str | None = Field(default=None, alias="Type")
     parameters: dict[str, Any] = Field(default_factory=dict, alias="Parameters")
     error_type: str | None = Field(default=None, alias="ErrorType")
+    received_digits: str | None = Field(default=None, alias="ReceivedDigits")
+    """What the caller keyed in, on ACTION_SUCCESSFUL of SpeakAndGetDigits."""
     error_message: str | None = Field(default=None, alias="ErrorMessage")
 
 

@@ -21,10 +21,12 @@ from rapport.models import (
     Outcome,
     RoutingMode,
 )
+from rapport.privacy import Prompt
 from rapport.settings import Settings
 
 
 class Stage(StrEnum):
+    ASKING = "asking"  # the caller is asked whether their data may be used
     AGENT = "agent"  # an agent's phone is ringing (or routing has not finished)
     CONNECTED = "connected"  # bridged to an agent or the fallback number
     FALLBACK = "fallback"  # the fallback number is ringing
@@ -42,6 +44,10 @@ class CallState(BaseModel):
     link_days: int = Field(default=0, ge=0, le=3650)
     """Days to keep the last-agent link once connected; 0 where policy forbids keeping it."""
     record: DecisionRecord | None = None
+    asking: tuple[str, ...] = ()
+    """While the caller is asked: the purposes their answer is recorded for."""
+    live_products: tuple[str, ...] = ()
+    """While the caller is asked: the products the call named (SIP header), for routing after."""
 
     @property
     def ringing(self) -> Attempt | None:
@@ -82,6 +88,7 @@ class CallState(BaseModel):
 
 
 class RouteKind(StrEnum):
+    ASK = "ask"
     AGENT = "agent"
     FALLBACK_NUMBER = "fallback_number"
     MESSAGE = "message"
@@ -97,6 +104,10 @@ class Route:
     number: str | None = None
     message: str | None = None
     reason: str = ""
+    prompt: Prompt | None = None
+    """The question to ask (ASK), or the prompt whose answer to say before the route (`answer`)."""
+    answer: bool | None = None
+    """After the caller was asked: whether they agreed (the matching words are said first)."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ it routes to the fallback and says why.
 
 from __future__ import annotations
 
+import dataclasses
+
 from aws_lambda_powertools import Logger
 
 from rapport import SERVICE_NAME
@@ -16,6 +18,7 @@ from rapport.models import (
     AgentEndpoint,
     Attempt,
     AttemptOutcome,
+    CallerProfile,
     Candidate,
     LastAgent,
     Note,
@@ -23,9 +26,10 @@ from rapport.models import (
     Outcome,
 )
 from rapport.new_call import NewCall
-from rapport.numbers import caller_key
+from rapport.numbers import PhoneNumber, caller_key
 from rapport.pools import PoolView, PoolViews, call_tag
 from rapport.privacy import Rules
+from rapport.rights import PrivacyRights, Unavailable
 from rapport.routing import RoutingPolicy
 from rapport.scoring import DAY
 from rapport.secrets import PepperSource
@@ -58,8 +62,11 @@ class CallFlow:
         views: PoolViews,
         pepper: PepperSource | None,
         policy: RoutingPolicy | None = None,
+        rights: PrivacyRights | None = None,
     ) -> None:
         self._store = store
+        self._rights = rights
+        """Where an answer given in the call is recorded; without it, nobody is asked."""
         self._settings = settings
         self._rules = rules
         self._views = views
@@ -77,9 +84,17 @@ class CallFlow:
         pepper = self._pepper.get() if self._pepper is not None and number is not None else None
         return caller_key(number, pepper) if number is not None and pepper is not None else None
 
-    def start(self, call: InboundCall, now: float, deadline: Deadline) -> Route:
+    def start(
+        self,
+        call: InboundCall,
+        now: float,
+        deadline: Deadline,
+        chosen: CallerProfile | None = None,
+        asked: Note | None = None,
+    ) -> Route:
         """Route a new call: one round trip when the caller has no usable profile data, otherwise two or
-        three (see `rapport.new_call`), plus one per agent lost to a concurrent call."""
+        three (see `rapport.new_call`), plus one per agent lost to a concurrent call. Where the deployment
+        asks for consent in the call, the answer may be the question (`RouteKind.ASK`) instead."""
         return NewCall(
             store=self._store,
             views=self._views,
@@ -91,7 +106,39 @@ class CallFlow:
             key=self.caller_key_for(call.caller),
             now=now,
             deadline=deadline,
+            ask_for_consent=self._settings.ask_for_consent and self._rights is not None,
+            chosen=chosen,
+            asked=asked,
         ).route()
+
+    def answered(
+        self,
+        call: InboundCall,
+        number: PhoneNumber | None,
+        state: CallState,
+        digits: str | None,
+        now: float,
+        deadline: Deadline,
+    ) -> Route:
+        """The caller answered the question (`digits` None: no or no valid answer, which counts as no):
+        record it as their consent, or its refusal, with source `ivr`, then route the call."""
+        granted = digits == "1"
+        detail = "yes" if granted else ("no" if digits else "no_answer")
+        chosen: CallerProfile | None = None
+        if self._rights is not None and number is not None and state.asking:
+            try:
+                chosen = self._rights.record_choice(number, state.asking, granted, "ivr", now, deadline)
+            except (StoreError, Unavailable) as error:
+                # Not recorded, so not provable: this call goes without the data either way.
+                logger.error("in-call answer not recorded", extra={"error": str(error)})
+                granted = False
+        route = self.start(
+            call, now, deadline, chosen=chosen, asked=Note(code=NoteCode.ASKED_IN_CALL, detail=detail)
+        )
+        prompt = self._rules.prompt(
+            self._rules.for_jurisdiction(number.region if number else None)[1].language
+        )
+        return dataclasses.replace(route, prompt=prompt, answer=granted)
 
     def fallback(self, state: CallState, why: Note) -> Route:
         """The configured last resort: the fallback number once, then the closing message."""
