@@ -38,6 +38,7 @@ from rapport.models import (
     RoutingMode,
 )
 from rapport.numbers import caller_key, is_e164
+from rapport.rights import Purpose
 from rapport.scoring import DAY
 from rapport.settings import DEVELOPMENT_PEPPER
 from rapport.signals import ProductInterest, Source
@@ -45,6 +46,7 @@ from rapport.store.dynamodb import DynamoStore
 
 from rapport_local.emf import MetricTotals
 from rapport_local.engine import local_client, local_environment
+from rapport_local.http_api import http_request
 from rapport_local.lambda_runner import LocalFunction
 from rapport_local.sma_contract import response_problems
 from rapport_local.sma_driver import SimulatedCall, actions_of
@@ -142,6 +144,43 @@ class ScenarioCall(_Strict):
     expect: Expectation | None = None
 
 
+class PrivacyStep(_Strict):
+    """A caller's privacy request between two calls, sent through PrivacyFunction's HTTP API."""
+
+    name: str
+    privacy: Literal["consent", "withdraw", "object", "erase"]
+    number: str
+    purposes: list[Purpose] = Field(default_factory=lambda: [Purpose.INTEREST_ROUTING, Purpose.KNOWN_AGENT])
+    source: str = "scenario"
+    after_minutes: float = Field(default=0.0, ge=0)
+
+    def request(self) -> tuple[str, dict[str, Any]]:
+        """The path and body the step sends."""
+        if self.privacy in ("consent", "withdraw"):
+            granted = self.privacy == "consent"
+            body = {
+                "number": self.number,
+                "purposes": self.purposes,
+                "granted": granted,
+                "source": self.source,
+            }
+            return "/privacy/consent", body
+        if self.privacy == "object":
+            return "/privacy/objection", {"number": self.number, "source": self.source}
+        return "/privacy/erasure", {"number": self.number}
+
+    def summary(self, answer: dict[str, Any]) -> list[str]:
+        """What the step did, in a line or two a person reads."""
+        if self.privacy == "erase":
+            deleted = ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in answer["deleted"].items() if n)
+            return [f"erased: {deleted or 'nothing was held'} (receipt {answer['receipt_id'][:8]}…)"]
+        if self.privacy == "object":
+            dropped = sum(answer.get("deleted", {}).values())
+            return [f"objection recorded ({answer['outcome']}); {dropped} derived item(s) deleted at once"]
+        verb = "given" if self.privacy == "consent" else "withdrawn"
+        return [f"consent {verb} for {', '.join(p.value for p in self.purposes)} ({answer['outcome']})"]
+
+
 class Scenario(_Strict):
     description: str = ""
     parameters: dict[str, str] = Field(default_factory=dict)
@@ -150,7 +189,8 @@ class Scenario(_Strict):
     agents: list[ScenarioAgent] = Field(default_factory=list)
     callers: list[ScenarioCaller] = Field(default_factory=list)
     signals: list[ScenarioSignal] = Field(default_factory=list)
-    calls: list[ScenarioCall] = Field(default_factory=list)
+    calls: list[ScenarioCall | PrivacyStep] = Field(default_factory=list)
+    """Calls, and the privacy steps between them, in order."""
 
     @classmethod
     def load(cls, path: Path) -> Scenario:
@@ -232,6 +272,12 @@ class ScenarioPlayer:
             "SignalsFunction",
             parameters=scenario.parameters,
             resources={"Table": table_name, "CallerKeySecret": "", "SignalsDeadLetterQueue": ""},
+            environment={**local_environment(endpoint), **(environment or {})},
+        )
+        self.privacy_function = LocalFunction(
+            "PrivacyFunction",
+            parameters=scenario.parameters,
+            resources={"Table": table_name, "CallerKeySecret": ""},
             environment={**local_environment(endpoint), **(environment or {})},
         )
         self.signal_outcomes: Counter[str] = Counter()
@@ -336,7 +382,23 @@ class ScenarioPlayer:
     def play(self) -> list[CallResult]:
         return [self.play_call(call) for call in self.scenario.calls]
 
-    def play_call(self, spec: ScenarioCall) -> CallResult:
+    def play_step(self, step: PrivacyStep) -> CallResult:
+        """Send one privacy step through PrivacyFunction, as API Gateway would."""
+        self.clock += step.after_minutes * 60
+        result = CallResult(
+            name=step.name, caller=self._names.get(step.number) or mask(step.number), route="privacy"
+        )
+        path, body = step.request()
+        answer = self.invoke(http_request(path, body), self.privacy_function)
+        if answer.get("statusCode") != 200:
+            result.failures.append(f"{path} answered {answer.get('statusCode')}: {answer.get('body')}")
+            return result
+        result.reasons = step.summary(json.loads(answer["body"]))
+        return result
+
+    def play_call(self, spec: ScenarioCall | PrivacyStep) -> CallResult:
+        if isinstance(spec, PrivacyStep):
+            return self.play_step(spec)
         self.clock += spec.after_minutes * 60
         result = CallResult(name=spec.name, caller=self._names.get(spec.from_) or mask(spec.from_))
 
