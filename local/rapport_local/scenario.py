@@ -141,6 +141,8 @@ class ScenarioCall(_Strict):
     unanswered: list[str] = Field(default_factory=list)
     hangup: Literal["caller", "agent"] = "caller"
     talk_seconds: float = Field(default=180.0, ge=0)
+    press: str | None = None
+    """The key the caller presses if asked whether their data may be used (none: no answer)."""
     expect: Expectation | None = None
 
 
@@ -413,6 +415,11 @@ class ScenarioPlayer:
         call = SimulatedCall(invoke, spec.from_, spec.to, spec.sip_headers, clock=lambda: self.clock)
         response = call.new_inbound()
         for _ in range(MAX_STEPS):
+            question = actions_of(response, "SpeakAndGetDigits")
+            if question:
+                self.clock += RING_SECONDS
+                response = call.digits(question[0], spec.press)
+                continue
             bridge = actions_of(response, "CallAndBridge")
             if bridge:
                 next_response = self._bridge(call, spec, result, bridge[0])

@@ -60,6 +60,26 @@ def _call_and_bridge(parameters: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _speak_and_get_digits(parameters: dict[str, Any]) -> list[str]:
+    """The documented requirements: CallId, SpeechParameters with 1-1,000 characters of Text, and
+    RepeatDurationInMilliseconds; digit counts that make sense."""
+    problems = []
+    if not parameters.get("CallId"):
+        problems.append("SpeakAndGetDigits needs a CallId")
+    for name in ("SpeechParameters", "FailureSpeechParameters"):
+        speech = parameters.get(name)
+        if name == "SpeechParameters" or speech is not None:
+            text = str(speech.get("Text", "")) if isinstance(speech, dict) else ""
+            if not 1 <= len(text) <= 1000:
+                problems.append(f"SpeakAndGetDigits.{name}.Text must be 1-1,000 characters")
+    if not isinstance(parameters.get("RepeatDurationInMilliseconds"), int):
+        problems.append("SpeakAndGetDigits needs RepeatDurationInMilliseconds")
+    low, high = parameters.get("MinNumberOfDigits", 1), parameters.get("MaxNumberOfDigits", 128)
+    if not (isinstance(low, int) and isinstance(high, int) and 1 <= low <= high):
+        problems.append("SpeakAndGetDigits digit counts must be 1 <= Min <= Max")
+    return problems
+
+
 def response_problems(response: Any) -> list[str]:
     """Every reason the SMA would reject this response; empty when it is valid."""
     if not isinstance(response, dict):
@@ -90,6 +110,8 @@ def response_problems(response: Any) -> list[str]:
                 problems.append("Speak needs a CallId")
             if not 1 <= len(str(parameters.get("Text", ""))) <= 1000:
                 problems.append("Speak.Text must be 1-1,000 characters")
+        elif kind == "SpeakAndGetDigits":
+            problems += _speak_and_get_digits(parameters)
         elif kind == "Hangup":
             if not (parameters.get("CallId") or parameters.get("ParticipantTag")):
                 problems.append("Hangup needs a CallId or ParticipantTag")

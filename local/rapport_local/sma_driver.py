@@ -98,6 +98,17 @@ class SimulatedCall:
         action = {"Type": "CallAndBridge", "Parameters": bridge}
         return self.send(self.event("ACTION_SUCCESSFUL", [self.leg_a, self.leg_b], action))
 
+    def digits(self, question: dict[str, Any], received: str | None) -> dict[str, Any]:
+        """The caller answered a SpeakAndGetDigits with these keys (ACTION_SUCCESSFUL), or gave no valid
+        answer within its tries (`received` None: ACTION_FAILED, as for a timeout or a wrong key)."""
+        action: dict[str, Any] = {"Type": "SpeakAndGetDigits", "Parameters": question}
+        if received is not None:
+            return self.send(
+                self.event("ACTION_SUCCESSFUL", [self.leg_a], {**action, "ReceivedDigits": received})
+            )
+        action |= {"ErrorType": "InvalidDigitsReceived", "ErrorMessage": "No valid digits were received."}
+        return self.send(self.event("ACTION_FAILED", [self.leg_a], action))
+
     def hangup(self, tag: str = "LEG-A") -> dict[str, Any]:
         """One leg hangs up; the other (if any) is still connected until the handler hangs it up."""
         legs = [leg for leg in (self.leg_a, self.leg_b) if leg is not None]
