@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from rapport.log_privacy import redact
+from rapport.log_privacy import redact, redact_value
 from rapport.models import Language, ProductId
 from rapport.numbers import PhoneNumber, parse_number
 
@@ -167,7 +167,7 @@ def redacted(raw: object, caller_key: str | None) -> dict[str, Any]:
             if caller_key:
                 kept["caller_key"] = caller_key
             continue
-        kept[str(name)[:64]] = json.loads(redact(json.dumps(value, default=str, ensure_ascii=False)))
+        kept[str(name)[:64]] = redact_value(value)
     return kept
 
 
