@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rapport.catalog import CatalogFile
-from rapport.store.signals import SignalStore
 from builders import RouterFactory, SignalsFactory, agent, interest, later, profile, state_of
+from rapport.catalog import CatalogFile
 from rapport.models import Grounds, RoutingMode
 from rapport.numbers import caller_key
 from rapport.settings import DEVELOPMENT_PEPPER
 from rapport.store.dynamodb import DynamoStore
 from rapport.store.layout import from_item
+from rapport.store.signals import SignalStore
 from rapport_local.engine import create_table, local_client, local_environment
 from rapport_local.http_api import http_request
 from rapport_local.lambda_runner import LocalFunction
@@ -442,3 +442,19 @@ def test_a_record_that_copies_interests_is_kept_no_longer_than_the_interests(
     kept_days = (record.expires_at - record.decided_at) / 86400
     assert kept_days == pytest.approx(90, abs=0.01)  # Germany: interests 90 days, decision records 180
     assert record.link is not None and record.link.expires_at <= record.expires_at
+
+
+def test_every_privacy_sample_replays_as_sam_local_invoke_would(privacy: LocalFunction) -> None:
+    samples = sorted((PROJECT_DIR / "events" / "privacy").glob("*.json"))
+    assert {path.stem for path in samples} >= {
+        "consent",
+        "withdraw",
+        "objection",
+        "access",
+        "erasure",
+        "explanation",
+    }
+    for name in ("consent", "withdraw", "objection", "access", "explanation", "erasure"):
+        answer = privacy.invoke(json.loads((PROJECT_DIR / "events" / "privacy" / f"{name}.json").read_text()))
+        assert answer["statusCode"] == 200, (name, answer["body"])
+        assert json.loads(answer["body"]), name

@@ -301,7 +301,7 @@ def test_signals_are_kept_only_where_policy_allows(
     )
     printed.append(answer)
     statuses = [r["status"] for r in json.loads(answer["body"])["results"]]
-    assert statuses == ["not_permitted", "stored", "not_permitted"]
+    assert statuses == ["not_permitted", "stored", "objected"]
     assert stored_interest(dynamodb_endpoint, table, DE_CALLER, "x200-headphones") is None
     assert stored_interest(dynamodb_endpoint, table, objecting, "x200-headphones") is None
     assert stored_interest(dynamodb_endpoint, table, consenting, "x200-headphones") is not None

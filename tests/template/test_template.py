@@ -363,3 +363,56 @@ def test_signals_function_reads_and_writes_the_table_and_sends_only_to_its_dead_
     # Transactions are authorised per action: their Puts need PutItem, nothing more.
     assert by_service["dynamodb"] == {"dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:PutItem"}
     assert by_service["sqs"] == {"sqs:SendMessage"}
+
+
+def test_every_function_logs_to_a_group_kept_as_long_as_the_shortest_policy_retention(
+    resources: dict[str, Any],
+) -> None:
+    template = load_template(TEMPLATE)
+    parameter = template["Parameters"]["LogRetentionDays"]
+    policy = json.loads((REPO / "layers/rapport/rapport/policy/jurisdictions.json").read_text())
+    rule_sets = [policy["default"], *policy["jurisdictions"].values()]
+    shortest = min(days for rule_set in rule_sets for days in rule_set["retention_days"].values())
+    assert parameter["Default"] == shortest
+    functions = {name: r for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    assert {"SmaRouterFunction", "SignalsFunction", "PrivacyFunction", "SipRuleFunction"} <= set(functions)
+    for name, function in functions.items():
+        group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert resources[group]["Type"] == "AWS::Logs::LogGroup", name
+        assert resources[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+
+
+def test_privacy_function_answers_five_iam_authorised_routes_and_cannot_scan(
+    resources: dict[str, Any],
+) -> None:
+    function = resources["PrivacyFunction"]["Properties"]
+    routes = {(e["Properties"]["Path"], e["Properties"]["Method"]) for e in function["Events"].values()}
+    assert routes == {
+        (f"/privacy/{name}", "POST") for name in ("consent", "objection", "access", "erasure", "explanation")
+    }
+    apis = {e["Properties"]["ApiId"]["Ref"] for e in function["Events"].values()}
+    assert all(resources[api]["Properties"]["Auth"]["DefaultAuthorizer"] == "AWS_IAM" for api in apis)
+    table_actions = {
+        action
+        for statement in policy_statements(resources["PrivacyFunction"])
+        for action in actions_of(statement)
+        if action.startswith("dynamodb:")
+    }
+    # Erasure deletes by key within one caller's partition: no Scan, no table-wide access pattern.
+    assert table_actions == {
+        "dynamodb:Query",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+    }
+
+
+def test_the_in_call_question_is_off_unless_asked_for_and_the_policy_can_be_overridden() -> None:
+    template = load_template(TEMPLATE)
+    assert template["Parameters"]["AskForConsent"]["Default"] == "false"
+    router = template["Resources"]["SmaRouterFunction"]["Properties"]["Environment"]["Variables"]
+    assert router["RAPPORT_ASK_FOR_CONSENT"] == {"Ref": "AskForConsent"}
+    shared = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert shared["RAPPORT_POLICY_OVERRIDES"] == {"Ref": "PrivacyPolicyOverrides"}
+    assert template["Parameters"]["PrivacyPolicyOverrides"]["Default"] == ""
