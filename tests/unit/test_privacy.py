@@ -17,9 +17,11 @@ from rapport.privacy import (
     Basis,
     Permissions,
     Rules,
+    interest_cap_reached,
     load_rules,
     permissions,
 )
+from rapport.settings import Settings
 
 NOW = 1_790_000_000.0
 RULES = load_rules()
@@ -257,3 +259,85 @@ def test_interests_are_used_only_where_the_basis_is_met(
     consented = profile is not None and profile.consented_to(INTEREST_ROUTING)
     expected = basis is Basis.LEGITIMATE_INTEREST or (basis is Basis.CONSENT and consented)
     assert result.use_interests is expected
+
+
+# -- the interest cap, overrides, language, the development pepper --------------------------------------
+
+
+def test_the_interest_cap_counts_only_calls_within_its_period() -> None:
+    _, germany = RULES.for_jurisdiction("DE")
+    cap = germany.interest_cap
+    day = 86_400.0
+    inside = [NOW - day * (cap.days - 1) + i for i in range(cap.times - 1)]
+    assert interest_cap_reached(germany, inside, NOW) is None
+    too_many = interest_cap_reached(germany, [*inside, NOW - 60], NOW)
+    assert too_many is not None and too_many.detail == f"{cap.times}/{cap.days:g}"
+    # Calls older than the period no longer count.
+    assert interest_cap_reached(germany, [NOW - day * (cap.days + 1)] * 20, NOW) is None
+
+
+def test_the_strictest_set_caps_no_higher_than_any_jurisdiction() -> None:
+    for region, rule_set in RULES.jurisdictions.items():
+        assert RULES.default.interest_cap.times <= rule_set.interest_cap.times, region
+
+
+def test_overrides_are_laid_over_the_shipped_policy_with_a_version_of_their_own() -> None:
+    overrides = {
+        "version": "acme-1",
+        "jurisdictions": {
+            "DE": {"interest_cap": {"times": 3}},
+            "CH": {"label": "Switzerland (revFADP)", "language": "de", "known_agent": "legitimate_interest"},
+        },
+    }
+    rules = load_rules(RULES_FILE, json.dumps(overrides))
+    assert rules.version == "acme-1"
+    germany = rules.jurisdictions["DE"]
+    assert (germany.interest_cap.times, germany.interest_cap.days) == (
+        3,
+        RULES.jurisdictions["DE"].interest_cap.days,
+    )
+    assert germany.retention_days == RULES.jurisdictions["DE"].retention_days
+    # A jurisdiction the file does not list starts from the strictest set.
+    swiss = rules.jurisdictions["CH"]
+    assert swiss.interest_routing is Basis.CONSENT and swiss.known_agent is Basis.LEGITIMATE_INTEREST
+    assert swiss.retention_days == RULES.default.retention_days
+    assert rules.language("CH") == "de"
+    assert permissions(rules, "CH", None).facts.policy_version == "acme-1"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        '{"jurisdictions": {"DE": {"interest_cap": {"times": 3}}}}',  # no version of its own
+        '{"version": "x", "jurisdictions": {"DE": {"interest_routing": "sometimes"}}}',
+        '{"version": "x", "default": {"interest_cap": {"times": 0, "days": 7}}}',
+        "not json",
+    ],
+)
+def test_an_invalid_override_stops_the_function_from_starting(overrides: str) -> None:
+    with pytest.raises(ValueError, match=r"version of their own|validation error|Expecting value"):
+        load_rules(RULES_FILE, overrides)
+
+
+def test_explanations_and_the_question_use_the_caller_s_language() -> None:
+    assert RULES.language("DE") == "de" and RULES.language("AT") == "de"
+    assert RULES.language("CH") == "de"  # no rule set of its own, but German-speaking
+    assert RULES.language("US") == "en" and RULES.language(None) == "en"
+    assert "1" in RULES.prompt("de").question and RULES.prompt("de").language_code == "de-DE"
+
+
+def test_in_aws_a_function_refuses_to_start_without_the_caller_key_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TABLE_NAME", "rapport")
+    monkeypatch.setenv("AWS_EXECUTION_ENV", "AWS_Lambda_python3.13")
+    monkeypatch.delenv("RAPPORT_CALLER_KEY_SECRET_ARN", raising=False)
+    with pytest.raises(ValueError, match="development pepper"):
+        Settings()
+    monkeypatch.setenv(
+        "RAPPORT_CALLER_KEY_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:x"
+    )
+    assert Settings().caller_key_secret_arn
+    monkeypatch.delenv("AWS_EXECUTION_ENV")
+    monkeypatch.delenv("RAPPORT_CALLER_KEY_SECRET_ARN")
+    assert Settings().caller_key_pepper  # locally, the development pepper is fine
