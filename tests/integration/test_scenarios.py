@@ -67,8 +67,10 @@ def test_demo_ends_with_the_metrics_a_deployment_would_publish(
     printed = capsys.readouterr()
     assert '"_aws"' not in printed.out and '"_aws"' not in printed.err
     assert "Metrics the functions published" in printed.out
-    assert "NewCalls 7" in printed.out
-    assert "fallback rate 14 %" in printed.out  # 1 of the demo's 7 calls reaches the fallback number
+    assert "NewCalls 9" in printed.out
+    assert "fallback rate 11 %" in printed.out  # 1 of the demo's 9 calls reaches the fallback number
+    assert "PrivacyRequests 2" in printed.out  # the objection and the erasure
+    assert "2 of 2 privacy requests carried out" in printed.out
     assert (
         "2 signals sent through SignalsFunction: stored 1, not kept (no consent on record) 1." in printed.out
     )
