@@ -458,3 +458,20 @@ def test_every_privacy_sample_replays_as_sam_local_invoke_would(privacy: LocalFu
         answer = privacy.invoke(json.loads((PROJECT_DIR / "events" / "privacy" / f"{name}.json").read_text()))
         assert answer["statusCode"] == 200, (name, answer["body"])
         assert json.loads(answer["body"]), name
+
+
+def test_a_profile_past_its_proof_period_counts_for_nothing_and_a_new_choice_starts_afresh(
+    privacy: LocalFunction, router: LocalFunction, store: DynamoStore, shop: float
+) -> None:
+    lapsed = profile(consents={"interest_routing": True}, at=shop - 4 * 365 * 86400)
+    lapsed = lapsed.model_copy(update={"expires_at": shop - 86400})
+    store.put_caller(key(LENA_DE), lapsed, [interest("x200-headphones", 0.9, shop)])
+    placed = call(router, LENA_DE)
+    placed.new_inbound()
+    assert mode_of(placed) is not RoutingMode.INTEREST  # TTL has not deleted it yet; reads ignore it
+    assert ask(privacy, "/privacy/access", {"number": LENA_DE})["profile"] is None
+    given = {"number": LENA_DE, "purposes": ["interest_routing"], "granted": True, "source": "web"}
+    assert ask(privacy, "/privacy/consent", given)["outcome"] == "changed"
+    export = ask(privacy, "/privacy/access", {"number": LENA_DE})
+    assert export["profile"]["consents"]["interest_routing"]["source"] == "web"
+    assert export["profile"]["kept_until"] > export["generated_at"]

@@ -225,7 +225,10 @@ class PrivacyRights:
         dropped: Counter[str] = Counter()
         if request.objected:
             # Nothing may be derived from the caller's data any more: what was derived goes now.
-            dropped = self._store.drop(key, ["interests", "counted_signals"])
+            try:
+                dropped = self._store.drop(key, ["interests", "counted_signals"])
+            except StoreError as error:
+                raise Unavailable(str(error)) from error
         outcome = "changed" if changed else "unchanged"
         self._audit("objection", actor, profile.subject, outcome, request.request_id, now, dict(dropped))
         return {
@@ -252,12 +255,12 @@ class PrivacyRights:
         proof_days = rule_set.retention_days.consent_proof
         for _ in range(PROFILE_WRITE_ROUNDS):
             try:
-                profile, version = self._store.profile(key, deadline)
+                profile, version = self._store.profile(key, deadline, now=self._clock())
             except StoreError as error:
                 raise Unavailable(str(error)) from error
-            current = profile or CallerProfile(
-                jurisdiction=number.region, created_at=at, subject=uuid.uuid4().hex
-            )
+            current = profile or CallerProfile(jurisdiction=number.region, created_at=at)
+            if not current.subject:  # a profile loaded from elsewhere gets its audit subject now
+                current = current.model_copy(update={"subject": uuid.uuid4().hex})
             updated = change(current)
             if profile is not None and updated == current:
                 return current, False
@@ -290,6 +293,9 @@ class PrivacyRights:
         by_kind: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
         records = []
         for item in items:
+            expires_at = item.get("expires_at", {}).get("N")
+            if expires_at is not None and float(expires_at) <= now:
+                continue  # gone by policy; DynamoDB's TTL deletes it within days
             kind = kind_of(item["sk"]["S"])
             if kind == "decision_records":
                 records.append(decode_record(item))

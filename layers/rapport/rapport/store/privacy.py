@@ -104,10 +104,11 @@ class PrivacyStore(DynamoStore):
         )
 
     def profile(
-        self, caller_key: str, deadline: Deadline | None = None
+        self, caller_key: str, deadline: Deadline | None = None, now: float | None = None
     ) -> tuple[CallerProfile | None, int | None]:
         """The caller's profile and its version (None, None: there is none; version 0: one loaded with
-        data, never changed here)."""
+        data, never changed here). A profile expired at `now` (its TTL deletion may lag) is no profile,
+        but its version still guards the next write."""
         response = self._call(
             "get_item",
             deadline,
@@ -119,7 +120,11 @@ class PrivacyStore(DynamoStore):
         if not item:
             return None, None
         values = from_item(item)
-        return CallerProfile.model_validate(values), int(values.get("version", 0))
+        version = int(values.get("version", 0))
+        expires_at = values.get("expires_at")
+        if now is not None and expires_at is not None and float(expires_at) <= now:
+            return None, version
+        return CallerProfile.model_validate(values), version
 
     def records(self, caller_key: str | None, limit: int | None = None) -> list[DecisionRecord]:
         """A caller's decision records, newest first (`caller_key` None: none)."""
