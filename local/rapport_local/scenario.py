@@ -130,6 +130,8 @@ class Expectation(_Strict):
     mode: RoutingMode | None = None
     attempts: int | None = None
     route: Literal["agent", "fallback_number", "message"] | None = None
+    asked: bool | None = None
+    """Whether the caller was asked in the call if their data may be used."""
 
 
 class ScenarioCall(_Strict):
@@ -228,6 +230,7 @@ class CallResult:
     reasons: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     handler_ms: list[float] = field(default_factory=list)
+    asked: bool = False
 
     @property
     def attempts(self) -> int:
@@ -246,6 +249,7 @@ class CallResult:
             "agent": self.agent,
             "mode": self.mode,
             "attempts": self.attempts,
+            "asked": self.asked,
             "rang": self.rang,
             "reasons": self.reasons,
             "failures": self.failures,
@@ -417,6 +421,7 @@ class ScenarioPlayer:
         for _ in range(MAX_STEPS):
             question = actions_of(response, "SpeakAndGetDigits")
             if question:
+                result.asked = True
                 self.clock += RING_SECONDS
                 response = call.digits(question[0], spec.press)
                 continue
@@ -482,6 +487,7 @@ class ScenarioPlayer:
             ("mode", expect.mode.value if expect.mode else None, result.mode, expect.mode is not None),
             ("attempts", expect.attempts, result.attempts, expect.attempts is not None),
             ("route", expect.route, result.route, expect.route is not None),
+            ("asked", expect.asked, result.asked, expect.asked is not None),
         ]
         for name, wanted, got, asked in checks:
             if asked and wanted != got:
