@@ -79,6 +79,28 @@ def test_unanswered_bridge_rings_the_next_candidate(router: LocalFunction) -> No
 
 
 @pytest.mark.usefixtures("roster")
+@pytest.mark.parametrize(
+    ("name", "granted"),
+    [
+        ("action_successful_speak_and_get_digits.json", True),
+        ("action_failed_speak_and_get_digits.json", False),
+    ],
+)
+def test_an_answer_to_the_in_call_question_is_recorded_and_the_call_routed(
+    router: LocalFunction, store: DynamoStore, name: str, granted: bool
+) -> None:
+    event = load(name)
+    response = router.invoke(event)
+    assert [a["Type"] for a in response["Actions"]] == ["Speak", "CallAndBridge"]
+    assert response["Actions"][0]["Parameters"]["LanguageCode"] == "de-DE"
+    caller_key = event["CallDetails"]["TransactionAttributes"]["rp_caller"]
+    profile = store.caller_context(caller_key, time.time()).profile
+    assert profile is not None
+    consent = profile.consents["interest_routing"]
+    assert (consent.granted, consent.source) == (granted, "ivr")
+
+
+@pytest.mark.usefixtures("roster")
 def test_unanswered_fallback_ends_with_the_message(router: LocalFunction) -> None:
     response = router.invoke(load("action_failed_fallback.json"))
     assert [a["Type"] for a in response["Actions"]] == ["Speak", "Hangup"]
