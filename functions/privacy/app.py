@@ -25,6 +25,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from pydantic import BaseModel
 from rapport import SERVICE_NAME
+from rapport.http import json_response
 from rapport.log_privacy import RedactingFormatter
 from rapport.privacy import deployed_rules
 from rapport.rights import (
@@ -82,20 +83,24 @@ def _answer(
     try:
         body = json.loads(app.current_event.decoded_body or "")
     except ValueError:
-        return _json(400, {"error": "the body must be a JSON object"})
+        return json_response(400, {"error": "the body must be a JSON object"})
     try:
         result = run(parse(model, body), _actor())
     except BadRequest as bad:
         logger.warning("privacy request refused", extra={"operation": operation, "problems": bad.problems})
         metrics.count(Metric.PRIVACY_REFUSED)
-        return _json(400, {"error": f"{operation}: the request is not valid", "problems": bad.problems})
+        return json_response(
+            400, {"error": f"{operation}: the request is not valid", "problems": bad.problems}
+        )
     except Unavailable as error:
         logger.error("privacy request not carried out", extra={"operation": operation, "error": str(error)})
         metrics.count(Metric.PRIVACY_FAILED)
-        return _json(503, {"error": f"{operation}: not carried out for now, ask again", "retry": True})
+        return json_response(
+            503, {"error": f"{operation}: not carried out for now, ask again", "retry": True}
+        )
     logger.info("privacy request", extra={"operation": operation, "outcome": result.get("outcome")})
     metrics.count(Metric.PRIVACY_REQUESTS)
-    return _json(200, result)
+    return json_response(200, result)
 
 
 @app.post("/privacy/consent")
@@ -121,12 +126,6 @@ def erasure() -> Response[str]:
 @app.post("/privacy/explanation")
 def explanation() -> Response[str]:
     return _answer("explanation", ExplainRequest, lambda r, actor: services().rights.explain(r, actor))
-
-
-def _json(code: int, body: dict[str, Any]) -> Response[str]:
-    return Response(
-        status_code=code, content_type="application/json", body=json.dumps(body, ensure_ascii=False)
-    )
 
 
 @logger.inject_lambda_context(clear_state=True)

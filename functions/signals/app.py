@@ -32,10 +32,11 @@ from botocore.config import Config
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 from rapport import SERVICE_NAME
+from rapport.http import json_response
 from rapport.ingest import Catalog, Outcome, SignalIngest, Status
 from rapport.log_privacy import RedactingFormatter
 from rapport.numbers import caller_key, parse_number
-from rapport.privacy import load_rules
+from rapport.privacy import deployed_rules
 from rapport.secrets import PepperSource
 from rapport.settings import Settings
 from rapport.signals import SignalRejected, parse_signal, redacted, signals_in
@@ -64,7 +65,7 @@ class Services:
         self.store = SignalStore.for_table(self.settings.table_name)
         self.pepper = PepperSource.for_settings(self.settings)
         self.catalog = Catalog(self.store.catalog)
-        self.rules = load_rules()
+        self.rules = deployed_rules()
         self._sqs: Any = None
 
     def ingest(self) -> SignalIngest | None:
@@ -295,9 +296,9 @@ def post_signals() -> Response[str]:
     try:
         raws = signals_in(json.loads(app.current_event.decoded_body or ""))
     except ValueError:
-        return _json(400, {"error": 'the body must be a JSON signal or {"signals": [...]}'})
+        return json_response(400, {"error": 'the body must be a JSON signal or {"signals": [...]}'})
     except SignalRejected as rejected:
-        return _json(400, {"error": str(rejected)})
+        return json_response(400, {"error": str(rejected)})
     handled = handle_signals(raws, metrics)
     statuses = {item.outcome.status for item in handled}
     if statuses <= {Status.REJECTED}:
@@ -308,13 +309,7 @@ def post_signals() -> Response[str]:
         code = 207
     else:
         code = 200
-    return _json(code, _summary(handled))
-
-
-def _json(code: int, body: dict[str, Any]) -> Response[str]:
-    return Response(
-        status_code=code, content_type="application/json", body=json.dumps(body, ensure_ascii=False)
-    )
+    return json_response(code, _summary(handled))
 
 
 # -- entry point ----------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
@@ -144,11 +144,7 @@ def _actions_for(route: Route, settings: Settings, event: SmaEvent) -> list[Acti
     leg = event.caller_leg
     if route.answer is not None and route.prompt is not None and leg is not None and leg.call_id:
         said = route.prompt.yes if route.answer else route.prompt.no
-        speech = _speech(route.prompt, said)
-        answer = Speak(
-            CallId=leg.call_id, Text=said, LanguageCode=speech.LanguageCode, VoiceId=speech.VoiceId
-        )
-        return [answer, *actions]
+        return [Speak(CallId=leg.call_id, **_speech(route.prompt, said).model_dump()), *actions]
     return actions
 
 
@@ -205,20 +201,24 @@ def _other_legs(event: SmaEvent) -> list[Action]:
 # -- one function per event type ----------------------------------------------------------------------
 
 
+def _inbound_call(event: SmaEvent, live_products: Sequence[str], dialled: str | None = None) -> InboundCall:
+    caller = event.caller_number
+    return InboundCall(
+        call_id=event.call_details.transaction_id,
+        caller=caller.e164 if caller else None,
+        region=caller.region if caller else None,
+        dialled=dialled,
+        live_products=tuple(live_products),
+    )
+
+
 def on_new_inbound_call(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
     svc = services()
     leg = event.caller_leg
     headers = read_sip_context(leg.sip_headers if leg else {})
     for problem in headers.problems:
         logger.warning("SIP header ignored", extra={"problem": problem})
-    caller = event.caller_number
-    call = InboundCall(
-        call_id=event.call_details.transaction_id,
-        caller=caller.e164 if caller else None,
-        region=caller.region if caller else None,
-        dialled=headers.dialled,
-        live_products=headers.products,
-    )
+    call = _inbound_call(event, headers.products, headers.dialled)
     if _caller_id(svc.settings, event, call.caller) is None:
         # No bridge is possible, so no agent is reserved: the caller hears the message.
         route = svc.flow.fallback(CallState(stage=Stage.FALLBACK), Note(code=NoteCode.NO_CALLER_ID))
@@ -258,15 +258,9 @@ def _after_question(
 ) -> dict[str, Any]:
     """The caller answered the in-call question (or did not): record it, then route the call."""
     svc = services()
-    caller = event.caller_number
-    call = InboundCall(
-        call_id=event.call_details.transaction_id,
-        caller=caller.e164 if caller else None,
-        region=caller.region if caller else None,
-        live_products=state.live_products,
-    )
+    call = _inbound_call(event, state.live_products)
     logger.thread_safe_append_keys(caller_key=state.caller_key)
-    route = svc.flow.answered(call, caller, state, digits, now(), deadline)
+    route = svc.flow.answered(call, event.caller_number, state, digits, now(), deadline)
     if route.answer:
         metrics.count(Metric.CONSENT_GIVEN_IN_CALL)
     return _answer(route, svc.settings, event, metrics, None)

@@ -33,21 +33,18 @@ class CallAndBridge(_Parameters):
     Endpoints: list[BridgeEndpoint] = Field(min_length=1, max_length=1)
 
 
-class Speak(_Parameters):
-    CallId: str
-    Text: str = Field(min_length=1, max_length=1000)
-    Engine: Literal["standard", "neural"] = "neural"
-    LanguageCode: str = "en-US"
-    TextType: Literal["text", "ssml"] = "text"
-    VoiceId: str = "Joanna"
-
-
 class Speech(_Parameters):
+    """What to say, as `Speak` and `SpeakAndGetDigits` take it (Amazon Polly)."""
+
     Text: str = Field(min_length=1, max_length=1000)
     Engine: Literal["standard", "neural"] = "neural"
     LanguageCode: str = "en-US"
     TextType: Literal["text", "ssml"] = "text"
     VoiceId: str = "Joanna"
+
+
+class Speak(Speech):
+    CallId: str
 
 
 class SpeakAndGetDigits(_Parameters):

@@ -532,10 +532,12 @@ class DynamoStore:
         self._batch_write(items)
 
     def _batch_write(self, items: Sequence[Mapping[str, Any]]) -> None:
-        for start in range(0, len(items), 25):
-            pending: dict[str, Any] = {
-                self.table_name: [{"PutRequest": {"Item": dict(item)}} for item in items[start : start + 25]]
-            }
+        self._batch([{"PutRequest": {"Item": dict(item)}} for item in items])
+
+    def _batch(self, requests: Sequence[Mapping[str, Any]]) -> None:
+        """Puts and deletes, 25 a `BatchWriteItem`, each sent again until DynamoDB has processed it."""
+        for start in range(0, len(requests), 25):
+            pending: dict[str, Any] = {self.table_name: list(requests[start : start + 25])}
             while pending:
                 pending = self._call("batch_write_item", None, RequestItems=pending).get(
                     "UnprocessedItems", {}

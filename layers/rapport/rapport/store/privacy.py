@@ -225,14 +225,7 @@ class PrivacyStore(DynamoStore):
         return Counter(kind_of(key["sk"]["S"]) for key in keys)
 
     def _batch_delete(self, keys: Sequence[Mapping[str, Any]]) -> None:
-        for start in range(0, len(keys), 25):
-            pending: dict[str, Any] = {
-                self.table_name: [{"DeleteRequest": {"Key": dict(key)}} for key in keys[start : start + 25]]
-            }
-            while pending:
-                pending = self._call("batch_write_item", None, RequestItems=pending).get(
-                    "UnprocessedItems", {}
-                )
+        self._batch([{"DeleteRequest": {"Key": dict(key)}} for key in keys])
 
     # -- erasure ------------------------------------------------------------------------------------------
 
