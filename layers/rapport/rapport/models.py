@@ -6,10 +6,11 @@ record stays small, and `rapport.explain` turns the facts into the sentences a c
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 AgentId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,30}$")]
 ProductId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
@@ -30,17 +31,43 @@ class Stored(Model):
 class EndpointKind(StrEnum):
     VOICE_CONNECTOR = "voice_connector"
     PSTN = "pstn"
+    CONNECT = "connect"
+    """An Amazon Connect user: Connect rings them; the SIP media application never bridges to them."""
+
+
+_ADDRESS_RULES = {
+    EndpointKind.PSTN: (re.compile(r"^\+[1-9]\d{6,14}$"), "an E.164 number such as +4930555010"),
+    EndpointKind.VOICE_CONNECTOR: (
+        re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,29}$"),
+        "a SIP user part of letters, digits and . _ + - (at most 30)",
+    ),
+    EndpointKind.CONNECT: (
+        re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+        "an Amazon Connect user id (a UUID)",
+    ),
+}
 
 
 class AgentEndpoint(Model):
-    """Where an agent's phone rings: a Voice Connector user part or a business PSTN number."""
+    """Where an agent is reached: a business PSTN number, a Voice Connector SIP user (a PBX or desk
+    phone), or an Amazon Connect user."""
 
     kind: EndpointKind
-    address: Annotated[str, Field(min_length=1, max_length=30)]
+    address: Annotated[str, Field(min_length=1, max_length=36)]
+
+    @model_validator(mode="after")
+    def _address_fits_kind(self) -> AgentEndpoint:
+        pattern, words = _ADDRESS_RULES[self.kind]
+        if not pattern.match(self.address):
+            raise ValueError(f"a {self.kind.value} endpoint's address must be {words}")
+        return self
 
 
 class Presence(StrEnum):
     ONLINE = "online"
+    """Available: offered calls."""
+    AWAY = "away"
+    """Not offered calls for now (set by the agent, or after too many calls not answered in a row)."""
     OFFLINE = "offline"
 
 
@@ -77,6 +104,9 @@ class Agent(Model):
     no_answers: int = 0
     pool: str = ""
     """The pool the agent's availability lives in (see docs/data-model.md)."""
+    status_reason: str = ""
+    """Why the agent's presence was last set (by whom, or after how many calls not answered)."""
+    status_at: float = 0.0
 
     def is_available(self, now: float, call_tag: str | None = None) -> bool:
         """Online and not held, or held by this very call (a repeated event must find the same agent)."""

@@ -334,10 +334,16 @@ class NewCall:
         known = self.known
         if known is not None and known.pool not in self.seen and known.agent_id not in self.lost:
             agents[known.agent_id] = UnseenAgent(known.agent_id, known.pool)
-        reachable = [agent for agent in agents.values() if self._reachable(agent)]
+        reachable: list[Routable] = []
+        on_voice_connector = 0  # skipped because no Voice Connector is configured
+        for agent in agents.values():
+            if self._reachable(agent):
+                reachable.append(agent)
+            elif isinstance(agent, PooledAgent) and agent.endpoint.kind is EndpointKind.VOICE_CONNECTOR:
+                on_voice_connector += 1
         notes = list(self.notes)
-        if len(reachable) < len(agents):
-            notes.append(Note(code=NoteCode.NO_VOICE_CONNECTOR, detail=str(len(agents) - len(reachable))))
+        if on_voice_connector:
+            notes.append(Note(code=NoteCode.NO_VOICE_CONNECTOR, detail=str(on_voice_connector)))
         assert self.allowed is not None, "decide() comes after look()"
         decision = choose_agent(
             agents=reachable,
@@ -353,9 +359,10 @@ class NewCall:
     def _reachable(self, agent: Routable) -> bool:
         if not isinstance(agent, PooledAgent):
             return True  # not seen yet: the pool read with the reservation tells where they ring
-        return agent.endpoint.kind is not EndpointKind.VOICE_CONNECTOR or bool(
-            self.settings.voice_connector_arn
-        )
+        kind = agent.endpoint.kind
+        if kind is EndpointKind.CONNECT:
+            return False  # Amazon Connect rings its own agents; a SIP media application cannot
+        return kind is not EndpointKind.VOICE_CONNECTOR or bool(self.settings.voice_connector_arn)
 
     def _free(self, agent: PooledAgent) -> bool:
         return agent.is_available(self.now, self.tag) and self._reachable(agent)

@@ -73,6 +73,9 @@ class Metric(StrEnum):
     CONSENT_ASKED = "ConsentAsked"
     """Callers asked in the call whether their data may be used."""
     CONSENT_GIVEN_IN_CALL = "ConsentGivenInCall"
+    AGENT_REQUESTS = "AgentRequests"
+    """Roster requests carried out (add, change, remove, status, reads)."""
+    AGENT_REQUESTS_REFUSED = "AgentRequestsRefused"
 
 
 ROUTED_BY_MODE = {

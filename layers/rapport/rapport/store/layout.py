@@ -155,10 +155,10 @@ def item_size(item: Mapping[str, Any]) -> int:
 # -- pool items -------------------------------------------------------------------------------------------
 # Seat (AVAIL):   p presence, s state, u busy until, i idle since, c holding call's tag, n no-answers in a
 #                 row, w wrap-up seconds.
-# Member (ROSTER): e endpoint {k kind: "v" Voice Connector / "p" PSTN, a address}, f proficiency
-#                 {product: 1-5}, x record {product: [calls, sales]}.
+# Member (ROSTER): e endpoint {k kind: "v" Voice Connector / "p" PSTN / "c" Amazon Connect, a address},
+#                 f proficiency {product: 1-5}, x record {product: [calls, sales]}.
 
-_KINDS = {EndpointKind.VOICE_CONNECTOR: "v", EndpointKind.PSTN: "p"}
+_KINDS = {EndpointKind.VOICE_CONNECTOR: "v", EndpointKind.PSTN: "p", EndpointKind.CONNECT: "c"}
 _KIND_OF = {code: kind for kind, code in _KINDS.items()}
 
 

@@ -1,0 +1,149 @@
+"""AgentsFunction: the roster as people run it, on an IAM-authorised HTTP API.
+
+    POST   /agents                      add an agent                         201, the agent
+    GET    /agents?limit=&next=         a page of agents                     200, {"agents", "next"}
+    GET    /agents/{agent_id}           one agent, and where they stand now  200
+    PATCH  /agents/{agent_id}           change name, endpoint, products...   200, the agent
+    DELETE /agents/{agent_id}           take an agent off the roster         200
+    PUT    /agents/{agent_id}/status    available, away or offline           200, the agent
+
+The request and answer shapes are this file's pydantic models; `api/agents.openapi.json` is generated
+from them (`rapport agents openapi`) and a test keeps the two the same. Bad input: 400 with the
+problems; unknown agent: 404; a change that cannot be made: 409; the table unavailable: 503 (every
+change is one transaction, so nothing is half-written and asking again is safe).
+"""
+
+from __future__ import annotations
+
+import time
+from functools import cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from rapport import SERVICE_NAME
+from rapport.agents import AgentAdmin, AgentChange, Conflict, NewAgent, NotFound, StatusChange
+from rapport.http import json_response
+from rapport.log_privacy import RedactingFormatter
+from rapport.models import AgentId
+from rapport.settings import Settings
+from rapport.store import StoreError
+from rapport.store.agents import AgentStore
+from rapport.telemetry import CallMetrics, Metric
+
+logger = Logger(service=SERVICE_NAME, logger_formatter=RedactingFormatter())
+app = APIGatewayHttpResolver(enable_validation=True)
+
+AgentPath = Annotated[AgentId, Path(description="The agent's id")]
+
+
+class Services:
+    def __init__(self) -> None:
+        self.settings = Settings()
+        self.admin = AgentAdmin(AgentStore.for_table(self.settings.table_name), clock=lambda: now())
+
+
+@cache
+def services() -> Services:
+    return Services()
+
+
+def now() -> float:
+    return time.time()
+
+
+@app.post("/agents", summary="Add an agent", responses={201: {"description": "The agent, as added"}})
+def add_agent(agent: Annotated[NewAgent, Body(embed=False)]) -> Response[str]:
+    return json_response(201, services().admin.add(agent))
+
+
+@app.get("/agents", summary="A page of agents")
+def list_agents(
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    next: Annotated[str | None, Query(max_length=80, description="From the page before")] = None,
+) -> Response[str]:
+    return json_response(200, services().admin.list(limit, next))
+
+
+@app.get("/agents/<agent_id>", summary="One agent, and where they stand right now")
+def get_agent(agent_id: AgentPath) -> Response[str]:
+    return json_response(200, services().admin.get(agent_id))
+
+
+@app.patch("/agents/<agent_id>", summary="Change an agent (fields left out stay as they are)")
+def update_agent(agent_id: AgentPath, change: Annotated[AgentChange, Body(embed=False)]) -> Response[str]:
+    return json_response(200, services().admin.update(agent_id, change))
+
+
+@app.delete("/agents/<agent_id>", summary="Take an agent off the roster (a call they are on goes on)")
+def remove_agent(agent_id: AgentPath) -> Response[str]:
+    return json_response(200, services().admin.remove(agent_id))
+
+
+@app.put("/agents/<agent_id>/status", summary="Set an agent available, away or offline")
+def set_status(agent_id: AgentPath, change: Annotated[StatusChange, Body(embed=False)]) -> Response[str]:
+    return json_response(200, services().admin.set_status(agent_id, change))
+
+
+# -- errors ---------------------------------------------------------------------------------------------
+
+
+def bad_request(error: RequestValidationError) -> Response[str]:
+    problems = []
+    for detail in error.errors():
+        where = ".".join(str(part) for part in detail.get("loc", ()) if part != "body") or "request"
+        problems.append(f"{where}: {str(detail.get('msg', 'invalid')).removeprefix('Value error, ')}")
+    _count(Metric.AGENT_REQUESTS_REFUSED)
+    return json_response(400, {"error": "the request is not valid", "problems": problems})
+
+
+def not_found(error: NotFound) -> Response[str]:
+    return json_response(404, {"error": f"no agent {error}"})
+
+
+def no_route(error: NotFoundError) -> Response[str]:
+    return json_response(404, {"error": "no such route"})
+
+
+def conflict(error: Conflict) -> Response[str]:
+    return json_response(409, {"error": str(error)})
+
+
+def unavailable(error: StoreError) -> Response[str]:
+    logger.error("agents request not carried out", extra={"error": str(error)})
+    return json_response(
+        503, {"error": "not carried out for now; nothing was changed, ask again", "retry": True}
+    )
+
+
+# Powertools' decorator is untyped: the handlers are registered by calling it.
+app.exception_handler(RequestValidationError)(bad_request)
+app.exception_handler(NotFound)(not_found)
+app.exception_handler(NotFoundError)(no_route)
+app.exception_handler(Conflict)(conflict)
+app.exception_handler(StoreError)(unavailable)
+
+
+def _count(metric: Metric) -> None:
+    metrics = app.context.get("metrics")
+    if isinstance(metrics, CallMetrics):
+        metrics.count(metric)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    metrics = CallMetrics()
+    try:
+        if isinstance(event, dict) and "http" in (event.get("requestContext") or {}):
+            app.context["metrics"] = metrics
+            answer: dict[str, Any] = app.resolve(event, context)
+            if answer.get("statusCode", 500) < 400:
+                metrics.count(Metric.AGENT_REQUESTS)
+            return answer
+        logger.error("unknown event: not an HTTP API request")
+        return {"statusCode": 400, "body": '{"error": "not an HTTP API request"}'}
+    finally:
+        metrics.flush()

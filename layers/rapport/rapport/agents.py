@@ -1,0 +1,287 @@
+"""The roster as people run it: add, change, remove and look at agents, and set them available, away or
+offline. Shared by AgentsFunction (its HTTP API) and the `rapport agents` commands.
+
+Every change is one transaction (`rapport.store.agents`): it happens whole or not at all. A change that
+raced another is read again and tried again; one that cannot be made says why (`Conflict`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rapport.models import (
+    Agent,
+    AgentEndpoint,
+    AgentId,
+    Presence,
+    ProductId,
+    Proficiency,
+)
+from rapport.pools import Directory, PooledAgent, seated
+from rapport.store import ConditionFailed, StoreError
+from rapport.store.agents import AgentStore, Pool
+from rapport.store.layout import POOL_MAX_AGENTS, pool_fits
+
+WRITE_ROUNDS = 4
+MAX_PAGE = 100
+
+LanguageCode = Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]
+"""ISO 639 language codes: `de`, `en`, `tr`."""
+DisplayName = Annotated[str, Field(min_length=1, max_length=80)]
+
+
+class Status(StrEnum):
+    AVAILABLE = "available"
+    AWAY = "away"
+    OFFLINE = "offline"
+
+
+PRESENCE_OF = {
+    Status.AVAILABLE: Presence.ONLINE,
+    Status.AWAY: Presence.AWAY,
+    Status.OFFLINE: Presence.OFFLINE,
+}
+STATUS_OF = {presence: status for status, presence in PRESENCE_OF.items()}
+
+
+class NewAgent(BaseModel):
+    """An agent to add: everything routing and people need to know of them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agent_id: AgentId
+    name: DisplayName
+    endpoint: AgentEndpoint
+    products: dict[ProductId, Proficiency] = Field(default_factory=dict, max_length=20)
+    """Products the agent sells or supports, with their proficiency from 1 (learning) to 5 (expert)."""
+    languages: list[LanguageCode] = Field(default_factory=list, max_length=10)
+    wrap_up_seconds: int = Field(default=30, ge=0, le=3600)
+    """After a call, how long before the agent is offered the next one."""
+    status: Status = Status.AVAILABLE
+
+
+class AgentChange(BaseModel):
+    """What to change of an agent; fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: DisplayName | None = None
+    endpoint: AgentEndpoint | None = None
+    products: dict[ProductId, Proficiency] | None = Field(default=None, max_length=20)
+    languages: list[LanguageCode] | None = Field(default=None, max_length=10)
+    wrap_up_seconds: int | None = Field(default=None, ge=0, le=3600)
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: Status
+    reason: str = Field(default="", max_length=200)
+    """Why, for people reading `rapport agents get` later ("lunch", "training")."""
+
+
+class NotFound(Exception):
+    """No agent with that id."""
+
+
+class Conflict(Exception):
+    """The change cannot be made as asked (the agent exists already, their pool has no room)."""
+
+
+def iso(epoch: float) -> str | None:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds") if epoch > 0 else None
+
+
+def view(agent: Agent, now: float) -> dict[str, Any]:
+    """An agent as the API shows them: who, where, what they know, and where they stand right now."""
+    holding = agent.reserved_by is not None and agent.busy_until > now
+    state = agent.state.value if agent.busy_until > now else "idle"
+    return {
+        "agent_id": agent.agent_id,
+        "name": agent.name,
+        "endpoint": agent.endpoint.model_dump(mode="json"),
+        "products": dict(agent.proficiency),
+        "languages": list(agent.languages),
+        "wrap_up_seconds": agent.wrap_up_seconds,
+        "status": STATUS_OF[agent.presence].value,
+        "status_reason": agent.status_reason or None,
+        "status_at": iso(agent.status_at),
+        "state": state,
+        "on_a_call": holding,
+        "busy_until": iso(agent.busy_until) if agent.busy_until > now else None,
+        "idle_since": iso(agent.idle_since),
+        "no_answers_in_a_row": agent.no_answers,
+        "record": {p: {"calls": s.calls, "sales": s.sales} for p, s in sorted(agent.stats.items())},
+        "pool": agent.pool,
+    }
+
+
+class AgentAdmin:
+    """The roster operations, bound to one table."""
+
+    def __init__(self, store: AgentStore, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    def get(self, agent_id: str) -> dict[str, Any]:
+        agent = self._store.agent(agent_id)
+        if agent is None:
+            raise NotFound(agent_id)
+        return view(agent, self._clock())
+
+    def list(self, limit: int = 50, after: str | None = None) -> dict[str, Any]:
+        """A page of agents, by pool and then by id; `next` continues where it ends (None: nothing
+        follows; a page may come out short, or even empty, when pools are)."""
+        limit = max(1, min(limit, MAX_PAGE))
+        now = self._clock()
+        pools = list(self._store.directory_now()[0].pools)
+        start, after_id = 0, ""
+        if after:
+            pool_id, _, after_id = after.partition(":")
+            start = pools.index(pool_id) if pool_id in pools else len(pools)
+        page: list[PooledAgent] = []
+        more = False
+        for index in range(start, len(pools)):
+            members = sorted(self._store.pool_now(pools[index], now).view.agents, key=lambda a: a.agent_id)
+            if index == start and after_id:
+                members = [member for member in members if member.agent_id > after_id]
+            room = limit - len(page)
+            page += members[:room]
+            if len(members) > room or (len(page) == limit and index + 1 < len(pools)):
+                more = True
+                break
+        stored = self._store.many([member.agent_id for member in page])
+        agents = [
+            view(seated(stored[member.agent_id], member.seat), now)
+            for member in page
+            if member.agent_id in stored
+        ]
+        last = page[-1] if page else None
+        return {"agents": agents, "next": f"{last.pool}:{last.agent_id}" if more and last else None}
+
+    # -- changing -----------------------------------------------------------------------------------------
+
+    def add(self, new: NewAgent) -> dict[str, Any]:
+        now = self._clock()
+        agent = Agent(
+            agent_id=new.agent_id,
+            name=new.name,
+            endpoint=new.endpoint,
+            proficiency=dict(new.products),
+            languages=list(new.languages),
+            presence=PRESENCE_OF[new.status],
+            idle_since=now,
+            wrap_up_seconds=new.wrap_up_seconds,
+            status_reason="added",
+            status_at=now,
+        )
+        for _ in range(WRITE_ROUNDS):
+            if self._store.stored(agent.agent_id) is not None:
+                raise Conflict(f"an agent {agent.agent_id} exists already")
+            directory, version = self._store.directory_now()
+            pool = self._pool_with_room(agent, directory, now)
+            placed = agent.model_copy(update={"pool": pool.view.pool_id})
+            try:
+                self._store.create(placed, pool, _listing(directory, placed), version)
+            except ConditionFailed:
+                continue  # someone changed the pool or the directory meanwhile: read again
+            return self.get(agent.agent_id)
+        raise StoreError("the roster kept changing meanwhile; try again")
+
+    def _pool_with_room(self, agent: Agent, directory: Directory, now: float) -> Pool:
+        """A pool this agent fits in: one of their best product's first, then any; else a new one."""
+        preferred = directory.by_product.get(agent.primary_product() or "", ())
+        for pool_id in dict.fromkeys([*preferred, *reversed(directory.pools)]):
+            pool = self._store.pool_now(pool_id, now)
+            if len(pool.view.members) < POOL_MAX_AGENTS and pool_fits([*_agents_of(pool), agent]):
+                return pool
+        taken = {int(p) for p in directory.pools if p.isdigit()}
+        new_id = str(max(taken, default=-1) + 1)
+        return self._store.pool_now(new_id, now)
+
+    def update(self, agent_id: str, change: AgentChange) -> dict[str, Any]:
+        now = self._clock()
+        for _ in range(WRITE_ROUNDS):
+            stored = self._store.stored(agent_id)
+            if stored is None:
+                raise NotFound(agent_id)
+            fields = change.model_dump(exclude_none=True, exclude={"endpoint", "products"})
+            if change.endpoint is not None:
+                fields["endpoint"] = change.endpoint
+            if change.products is not None:
+                fields["proficiency"] = dict(change.products)
+            changed = stored.model_copy(update=fields)
+            pool = self._store.pool_now(stored.pool, now)
+            others = [a for a in _agents_of(pool) if a.agent_id != agent_id]
+            if not pool_fits([*others, changed]):
+                raise Conflict(
+                    f"{agent_id}'s pool has no room for this change; remove the agent and add them again"
+                )
+            directory, version = self._store.directory_now()
+            listed = _listing(directory, changed)
+            try:
+                self._store.change(changed, pool, (listed, version) if listed != directory else None)
+            except ConditionFailed:
+                continue
+            return self.get(agent_id)
+        raise StoreError("the roster kept changing meanwhile; try again")
+
+    def remove(self, agent_id: str) -> dict[str, Any]:
+        """Take an agent off the roster. A call they are on goes on to its end: its hang-up finds them
+        gone and lets go of nobody; its failover skips them."""
+        now = self._clock()
+        for _ in range(WRITE_ROUNDS):
+            stored = self._store.stored(agent_id)
+            if stored is None:
+                raise NotFound(agent_id)
+            pool = self._store.pool_now(stored.pool, now)
+            seat = pool.view.seats.get(agent_id)
+            try:
+                self._store.delete(agent_id, pool)
+            except ConditionFailed:
+                continue
+            on_call = seat is not None and seat.held_by is not None and seat.busy_until > now
+            return {"agent_id": agent_id, "removed": True, "was_on_a_call": on_call}
+        raise StoreError("the roster kept changing meanwhile; try again")
+
+    def set_status(self, agent_id: str, change: StatusChange) -> dict[str, Any]:
+        stored = self._store.stored(agent_id)
+        if stored is None:
+            raise NotFound(agent_id)
+        reason = change.reason or f"set {change.status.value}"
+        try:
+            self._store.set_presence(stored, PRESENCE_OF[change.status], reason, self._clock())
+        except ConditionFailed as gone:
+            raise NotFound(agent_id) from gone
+        return self.get(agent_id)
+
+
+def _agents_of(pool: Pool) -> list[Agent]:
+    """A pool's members as agents, for the size check (ids, endpoints, skills and records count)."""
+    return [
+        Agent(
+            agent_id=member.agent_id,
+            endpoint=member.endpoint,
+            proficiency=dict(member.proficiency),
+            stats=dict(member.stats),
+        )
+        for member in pool.view.agents
+    ]
+
+
+def _listing(directory: Directory, agent: Agent) -> Directory:
+    """The directory with the agent's pool listed, and listed for the product they know best."""
+    pools = directory.pools if agent.pool in directory.pools else (*directory.pools, agent.pool)
+    by_product = dict(directory.by_product)
+    primary = agent.primary_product()
+    if primary and agent.pool not in by_product.get(primary, ()):
+        by_product[primary] = (*by_product.get(primary, ()), agent.pool)
+    return Directory(pools=pools, by_product=by_product)

@@ -1,0 +1,290 @@
+"""The agents' side of the table, as people run it: add, change, remove agents and set their presence,
+each in one transaction, so nothing is ever half-written.
+
+An agent lives in three items (docs/data-model.md): `AGENT#<id>` (everything about them), their pool's
+`ROSTER` (what routing needs) and its `AVAIL` (their seat). Changes to a pool's roster are written on the
+condition that the roster is still the version that was read (`v`); the availability item is never
+version-checked, since every call rewrites it, only on whether the agent is (or is not yet) in it. The
+directory of pools is versioned the same way. A container routes on the roster it read within
+`rapport.pools.ROSTER_MAX_AGE` (60 s): a change reaches every call within that time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from rapport.models import Agent, Presence
+from rapport.pools import Directory, PoolView, member_of, seat_of
+from rapport.store import ConditionFailed, StoreUnavailable
+from rapport.store.dynamodb import DynamoStore
+from rapport.store.layout import (
+    AVAIL_SK,
+    DIRECTORY_KEY,
+    ROSTER_SK,
+    agent_key,
+    decode_members,
+    decode_seats,
+    encode_member,
+    encode_seat,
+    from_item,
+    pool_pk,
+    to_item,
+)
+
+AGENTS_CONFIG = Config(
+    connect_timeout=1.0, read_timeout=3.0, retries={"total_max_attempts": 3, "mode": "standard"}
+)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A pool as it is now (consistent reads), and the version of its roster."""
+
+    view: PoolView
+    version: int | None
+    """None: the roster item does not exist; 0: it was never changed through this store."""
+
+
+def _version_condition(version: int | None, name: str = "v") -> tuple[str, dict[str, Any]]:
+    if version is None:
+        return "attribute_not_exists(pk)", {}
+    if version == 0:
+        return f"attribute_exists(pk) AND attribute_not_exists({name})", {}
+    return f"{name} = :version", {":version": {"N": str(version)}}
+
+
+class AgentStore(DynamoStore):
+    """rapport's table, as the agents API and `rapport agents` use it."""
+
+    @classmethod
+    def for_table(cls, table_name: str, config: Config = AGENTS_CONFIG) -> AgentStore:
+        return cls(boto3.session.Session().client("dynamodb", config=config), table_name)
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    def directory_now(self) -> tuple[Directory, int | None]:
+        response = self._call(
+            "get_item", None, TableName=self.table_name, Key=to_item(DIRECTORY_KEY), ConsistentRead=True
+        )
+        item = response.get("Item")
+        if not item:
+            return Directory(), None
+        values = from_item(item)
+        return Directory.model_validate(values), int(values.get("v", 0))
+
+    def pool_now(self, pool_id: str, now: float) -> Pool:
+        response = self._call(
+            "query",
+            None,
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": pool_pk(pool_id)}},
+            ConsistentRead=True,
+        )
+        items = {item["sk"]["S"]: item for item in response.get("Items", [])}
+        roster = items.get(ROSTER_SK)
+        version = None if roster is None else int(roster.get("v", {"N": "0"})["N"])
+        view = PoolView(
+            pool_id, decode_members(roster or {}), decode_seats(items.get(AVAIL_SK, {})), now, now
+        )
+        return Pool(view, version)
+
+    def stored(self, agent_id: str) -> Agent | None:
+        """The agent item alone (no availability)."""
+        item = self._agent_item(agent_id)
+        return Agent.model_validate(item) if item is not None else None
+
+    def many(self, agent_ids: Sequence[str]) -> dict[str, Agent]:
+        """Agent items by id, 100 a `BatchGetItem` (ids with no item are left out)."""
+        found: dict[str, Agent] = {}
+        for start in range(0, len(agent_ids), 100):
+            pending: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": [to_item(agent_key(agent_id)) for agent_id in agent_ids[start : start + 100]],
+                    "ConsistentRead": True,
+                }
+            }
+            while pending:
+                response = self._call("batch_get_item", None, RequestItems=pending)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    agent = Agent.model_validate(from_item(item))
+                    found[agent.agent_id] = agent
+                pending = response.get("UnprocessedKeys", {})
+        return found
+
+    # -- writing, one transaction each ----------------------------------------------------------------------
+
+    def _transact(self, actions: Sequence[Mapping[str, Any]]) -> None:
+        try:
+            self._call("transact_write_items", None, TransactItems=list(actions))
+        except StoreUnavailable as error:
+            cause = error.__cause__
+            reasons = cause.response.get("CancellationReasons", []) if isinstance(cause, ClientError) else []
+            if any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons):
+                raise ConditionFailed("changed meanwhile") from error
+            raise
+
+    def _agent_put(self, agent: Agent, condition: str) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self.table_name,
+                "Item": to_item({**agent_key(agent.agent_id), **agent.model_dump(mode="json")}),
+                "ConditionExpression": condition,
+            }
+        }
+
+    def _directory_put(self, directory: Directory, version: int | None) -> dict[str, Any]:
+        condition, values = _version_condition(version)
+        put: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Item": to_item({**DIRECTORY_KEY, **directory.model_dump(mode="json"), "v": (version or 0) + 1}),
+            "ConditionExpression": condition,
+        }
+        if values:
+            put["ExpressionAttributeValues"] = values
+        return {"Put": put}
+
+    def _roster_update(
+        self, pool: Pool, agent_id: str, set_member: dict[str, Any] | None, must_exist: bool
+    ) -> dict[str, Any]:
+        """SET (or REMOVE) one member of an existing roster, and step its version."""
+        version_condition, values = _version_condition(pool.version)
+        presence = "attribute_exists(agents.#a)" if must_exist else "attribute_not_exists(agents.#a)"
+        values = {**values, ":next": {"N": str((pool.version or 0) + 1)}}
+        if set_member is not None:
+            expression = "SET agents.#a = :member, v = :next"
+            values[":member"] = set_member
+        else:
+            expression = "REMOVE agents.#a SET v = :next"
+        return {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": {"pk": {"S": pool_pk(pool.view.pool_id)}, "sk": {"S": ROSTER_SK}},
+                "UpdateExpression": expression,
+                "ConditionExpression": f"({version_condition}) AND {presence}",
+                "ExpressionAttributeNames": {"#a": agent_id},
+                "ExpressionAttributeValues": values,
+            }
+        }
+
+    def _seat_update(
+        self, pool_id: str, agent_id: str, expression: str, condition: str, values: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        update: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": {"pk": {"S": pool_pk(pool_id)}, "sk": {"S": AVAIL_SK}},
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#a": agent_id},
+        }
+        if values:
+            update["ExpressionAttributeValues"] = dict(values)
+        return {"Update": update}
+
+    def create(self, agent: Agent, pool: Pool, directory: Directory, directory_version: int | None) -> None:
+        """Add a new agent to `pool` (a new one when its roster does not exist), and write `directory`
+        (which must list the pool). Raises `ConditionFailed` when the agent exists or anything read
+        changed meanwhile."""
+        pool_id = pool.view.pool_id
+        seat, member = encode_seat(seat_of(agent)), encode_member(member_of(agent))
+        actions = [self._agent_put(agent, "attribute_not_exists(pk)")]
+        if pool.version is None:
+            for sk, value, extra in ((AVAIL_SK, seat, {}), (ROSTER_SK, member, {"v": {"N": "1"}})):
+                item = {
+                    "pk": {"S": pool_pk(pool_id)},
+                    "sk": {"S": sk},
+                    "agents": {"M": {agent.agent_id: value}},
+                }
+                actions.append(
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": {**item, **extra},
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    }
+                )
+        else:
+            actions.append(self._roster_update(pool, agent.agent_id, member, must_exist=False))
+            actions.append(
+                self._seat_update(
+                    pool_id,
+                    agent.agent_id,
+                    "SET agents.#a = :seat",
+                    "attribute_not_exists(agents.#a)",
+                    {":seat": seat},
+                )
+            )
+        actions.append(self._directory_put(directory, directory_version))
+        self._transact(actions)
+
+    def change(
+        self,
+        agent: Agent,
+        pool: Pool,
+        directory: tuple[Directory, int | None] | None,
+    ) -> None:
+        """Write an agent's new routing data (and wrap-up time) in place, in their pool; `directory` when
+        their pools by product change too."""
+        actions = [
+            self._agent_put(agent, "attribute_exists(pk)"),
+            self._roster_update(pool, agent.agent_id, encode_member(member_of(agent)), must_exist=True),
+            self._seat_update(
+                pool.view.pool_id,
+                agent.agent_id,
+                "SET agents.#a.w = :wrap",
+                "attribute_exists(agents.#a)",
+                {":wrap": {"N": str(agent.wrap_up_seconds)}},
+            ),
+        ]
+        if directory is not None:
+            actions.append(self._directory_put(*directory))
+        self._transact(actions)
+
+    def delete(self, agent_id: str, pool: Pool) -> None:
+        """Take an agent out of the table: their item, roster entry and seat, together."""
+        actions = [
+            {
+                "Delete": {
+                    "TableName": self.table_name,
+                    "Key": to_item(agent_key(agent_id)),
+                    "ConditionExpression": "attribute_exists(pk)",
+                }
+            },
+            self._roster_update(pool, agent_id, None, must_exist=True),
+            self._seat_update(
+                pool.view.pool_id, agent_id, "REMOVE agents.#a", "attribute_exists(agents.#a)", {}
+            ),
+        ]
+        self._transact(actions)
+
+    def set_presence(self, agent: Agent, presence: Presence, reason: str, at: float) -> None:
+        """Set an agent available, away or offline (their seat and, for the record, their item). A call
+        they are on goes on; the presence decides the calls they are offered next."""
+        actions = [
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": to_item(agent_key(agent.agent_id)),
+                    "UpdateExpression": "SET presence = :presence, status_reason = :reason, status_at = :at",
+                    "ConditionExpression": "attribute_exists(pk)",
+                    "ExpressionAttributeValues": to_item(
+                        {":presence": presence.value, ":reason": reason, ":at": at}
+                    ),
+                }
+            },
+            self._seat_update(
+                agent.pool,
+                agent.agent_id,
+                "SET agents.#a.p = :presence",
+                "attribute_exists(agents.#a)",
+                {":presence": {"S": presence.value}},
+            ),
+        ]
+        self._transact(actions)
