@@ -15,17 +15,29 @@ change is one transaction, so nothing is half-written and asking again is safe).
 
 from __future__ import annotations
 
+import json
 import time
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from pydantic import BaseModel
 from rapport import SERVICE_NAME
-from rapport.agents import AgentAdmin, AgentChange, Conflict, NewAgent, NotFound, StatusChange
+from rapport.agents import (
+    AgentAdmin,
+    AgentChange,
+    AgentPage,
+    AgentView,
+    Conflict,
+    NewAgent,
+    NotFound,
+    Removal,
+    StatusChange,
+)
 from rapport.http import json_response
 from rapport.log_privacy import RedactingFormatter
 from rapport.models import AgentId
@@ -38,6 +50,7 @@ logger = Logger(service=SERVICE_NAME, logger_formatter=RedactingFormatter())
 app = APIGatewayHttpResolver(enable_validation=True)
 
 AgentPath = Annotated[AgentId, Path(description="The agent's id")]
+M = TypeVar("M", bound=BaseModel)
 
 
 class Services:
@@ -56,36 +69,90 @@ def now() -> float:
 
 
 @app.post("/agents", summary="Add an agent", responses={201: {"description": "The agent, as added"}})
-def add_agent(agent: Annotated[NewAgent, Body(embed=False)]) -> Response[str]:
-    return json_response(201, services().admin.add(agent))
+def add_agent(agent: Annotated[NewAgent, Body(embed=False)]) -> Response[AgentView]:
+    return _answer(201, services().admin.add(agent))
 
 
 @app.get("/agents", summary="A page of agents")
 def list_agents(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     next: Annotated[str | None, Query(max_length=80, description="From the page before")] = None,
-) -> Response[str]:
-    return json_response(200, services().admin.list(limit, next))
+) -> Response[AgentPage]:
+    return _answer(200, services().admin.list(limit, next))
 
 
 @app.get("/agents/<agent_id>", summary="One agent, and where they stand right now")
-def get_agent(agent_id: AgentPath) -> Response[str]:
-    return json_response(200, services().admin.get(agent_id))
+def get_agent(agent_id: AgentPath) -> Response[AgentView]:
+    return _answer(200, services().admin.get(agent_id))
 
 
 @app.patch("/agents/<agent_id>", summary="Change an agent (fields left out stay as they are)")
-def update_agent(agent_id: AgentPath, change: Annotated[AgentChange, Body(embed=False)]) -> Response[str]:
-    return json_response(200, services().admin.update(agent_id, change))
+def update_agent(
+    agent_id: AgentPath, change: Annotated[AgentChange, Body(embed=False)]
+) -> Response[AgentView]:
+    return _answer(200, services().admin.update(agent_id, change))
 
 
 @app.delete("/agents/<agent_id>", summary="Take an agent off the roster (a call they are on goes on)")
-def remove_agent(agent_id: AgentPath) -> Response[str]:
-    return json_response(200, services().admin.remove(agent_id))
+def remove_agent(agent_id: AgentPath) -> Response[Removal]:
+    return _answer(200, services().admin.remove(agent_id))
 
 
 @app.put("/agents/<agent_id>/status", summary="Set an agent available, away or offline")
-def set_status(agent_id: AgentPath, change: Annotated[StatusChange, Body(embed=False)]) -> Response[str]:
-    return json_response(200, services().admin.set_status(agent_id, change))
+def set_status(
+    agent_id: AgentPath, change: Annotated[StatusChange, Body(embed=False)]
+) -> Response[AgentView]:
+    return _answer(200, services().admin.set_status(agent_id, change))
+
+
+def _answer(code: int, body: M) -> Response[M]:
+    return Response(status_code=code, content_type="application/json", body=body)
+
+
+# -- the OpenAPI document ---------------------------------------------------------------------------------
+
+ERRORS = {
+    "400": "The request is not valid: `problems` names each field and what is wrong with it",
+    "404": "No agent with that id",
+    "409": "The change cannot be made as asked (the agent exists already, their pool has no room)",
+    "503": "Not carried out for now; nothing was changed, ask again",
+}
+
+
+def openapi_document() -> str:
+    """This API as OpenAPI 3: the routes and models above, as Powertools describes them, with the error
+    answers this function gives (400 where Powertools would say 422)."""
+    document = json.loads(
+        app.get_openapi_json_schema(
+            title="rapport agents",
+            version="1",
+            description="The roster as people run it (AgentsFunction). Requests are signed with SigV4 (IAM).",
+        )
+    )
+    schemas = document["components"]["schemas"]
+    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        schemas.pop(name, None)
+    schemas["Error"] = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {"type": "string"},
+            "problems": {"type": "array", "items": {"type": "string"}},
+            "retry": {"type": "boolean"},
+        },
+    }
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            answers = {code: body for code, body in operation["responses"].items() if code != "422"}
+            codes = ["400", "503"]
+            if "{agent_id}" in path:
+                codes.append("404")
+            if method in ("post", "patch"):
+                codes.append("409")
+            answers |= {code: {"description": ERRORS[code], "content": error} for code in sorted(codes)}
+            operation["responses"] = answers
+    return json.dumps(document, indent=2, ensure_ascii=False)
 
 
 # -- errors ---------------------------------------------------------------------------------------------

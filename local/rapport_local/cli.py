@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from rapport import SERVICE_NAME
+from rapport.agents import AgentAdmin, AgentChange, Conflict, NewAgent, NotFound, StatusChange
 from rapport.catalog import CatalogFile
 from rapport.privacy import deployed_rules
 from rapport.rights import (
@@ -31,6 +32,7 @@ from rapport.rights import (
 )
 from rapport.secrets import PepperSource, secrets_manager_fetch
 from rapport.settings import DEVELOPMENT_PEPPER
+from rapport.store.agents import AgentStore
 from rapport.store.privacy import PrivacyStore
 from rapport.store.signals import SignalStore
 from rapport.textmatch import Matcher
@@ -44,6 +46,7 @@ from rapport_local.engine import (
     endpoint_from_environment,
     local_client,
 )
+from rapport_local.lambda_runner import LocalFunction
 from rapport_local.scenario import TABLE_NAME, CallResult, Scenario, ScenarioPlayer
 from rapport_local.template import load_template, parameter_defaults
 
@@ -353,6 +356,148 @@ def _privacy_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         )
 
 
+# -- rapport agents ----------------------------------------------------------------------------------------
+
+OPENAPI_FILE = PROJECT_DIR / "api" / "agents.openapi.json"
+
+
+def _admin(args: argparse.Namespace) -> AgentAdmin:
+    """The roster operations on the table at --endpoint (or $AWS_ENDPOINT_URL_DYNAMODB), else in AWS."""
+    endpoint = args.endpoint or endpoint_from_environment()
+    if endpoint:
+        create_table(endpoint, args.table)
+        return AgentAdmin(AgentStore(local_client(endpoint), args.table))
+    return AgentAdmin(AgentStore.for_table(args.table))
+
+
+def _endpoint(text: str) -> dict[str, str]:
+    kind, _, address = text.partition(":")
+    return {"kind": {"vc": "voice_connector", "sip": "voice_connector"}.get(kind, kind), "address": address}
+
+
+def _fields(args: argparse.Namespace) -> dict[str, object]:
+    fields: dict[str, object] = {}
+    if args.name is not None:
+        fields["name"] = args.name
+    if args.endpoint_address is not None:
+        fields["endpoint"] = _endpoint(args.endpoint_address)
+    if args.product is not None:
+        products = {}
+        for pair in args.product:
+            product, _, level = pair.partition("=")
+            products[product] = int(level) if level.isdigit() else level
+        fields["products"] = products
+    if args.language is not None:
+        fields["languages"] = args.language
+    if args.wrap_up is not None:
+        fields["wrap_up_seconds"] = args.wrap_up
+    return fields
+
+
+def agents_add(args: argparse.Namespace) -> int:
+    body = {"agent_id": args.agent_id, **_fields(args), "status": args.status}
+    return _print(_admin(args).add(parse(NewAgent, body)).model_dump(mode="json"))
+
+
+def agents_update(args: argparse.Namespace) -> int:
+    change = parse(AgentChange, _fields(args))
+    return _print(_admin(args).update(args.agent_id, change).model_dump(mode="json"))
+
+
+def agents_remove(args: argparse.Namespace) -> int:
+    return _print(_admin(args).remove(args.agent_id).model_dump(mode="json"))
+
+
+def agents_get(args: argparse.Namespace) -> int:
+    return _print(_admin(args).get(args.agent_id).model_dump(mode="json"))
+
+
+def agents_list(args: argparse.Namespace) -> int:
+    page = _admin(args).list(args.limit, args.next)
+    for agent in page.agents:
+        print(json.dumps(agent.model_dump(mode="json"), ensure_ascii=False))
+    if page.next:
+        print(f"more: rapport agents list --next {page.next}", file=sys.stderr)
+    return 0
+
+
+def agents_set_status(args: argparse.Namespace) -> int:
+    change = parse(StatusChange, {"status": args.status, "reason": args.reason})
+    return _print(_admin(args).set_status(args.agent_id, change).model_dump(mode="json"))
+
+
+def agents_openapi(args: argparse.Namespace) -> int:
+    """Print (or --write) the OpenAPI document AgentsFunction's own routes and models make."""
+    document = agents_openapi_document()
+    if args.write:
+        OPENAPI_FILE.parent.mkdir(exist_ok=True)
+        OPENAPI_FILE.write_text(document + "\n", encoding="utf-8")
+        print(f"written to {OPENAPI_FILE.relative_to(PROJECT_DIR)}")
+    else:
+        print(document)
+    return 0
+
+
+def agents_openapi_document() -> str:
+    function = LocalFunction("AgentsFunction", resources={"Table": TABLE_NAME, "CallerKeySecret": ""})
+    document: str = function.module.openapi_document()
+    return document
+
+
+def _agents_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run_agents = commands.add_parser(
+        "agents", help="the roster: add, change, remove, list agents, set status"
+    )
+    agents = run_agents.add_subparsers(dest="agents_command", required=True)
+    add = agents.add_parser("add", help="add an agent")
+    update = agents.add_parser("update", help="change an agent (options left out stay as they are)")
+    for command, required in ((add, True), (update, False)):
+        command.add_argument("agent_id")
+        command.add_argument("--name", required=required, help="display name")
+        command.add_argument(
+            "--at",
+            dest="endpoint_address",
+            required=required,
+            metavar="KIND:ADDRESS",
+            help="where they are reached: pstn:+4930555010, vc:berlin-07 (a SIP user), connect:<user id>",
+        )
+        command.add_argument("--product", action="append", metavar="PRODUCT=LEVEL", help="repeatable; 1-5")
+        command.add_argument("--language", action="append", metavar="CODE", help="repeatable; de, en…")
+        command.add_argument("--wrap-up", type=int, default=None, metavar="SECONDS")
+    add.add_argument("--status", choices=["available", "away", "offline"], default="available")
+    add.set_defaults(run=agents_add)
+    update.set_defaults(run=agents_update)
+    remove = agents.add_parser("remove", help="take an agent off the roster (a call they are on goes on)")
+    remove.add_argument("agent_id")
+    remove.set_defaults(run=agents_remove)
+    get = agents.add_parser("get", help="one agent, and where they stand right now")
+    get.add_argument("agent_id")
+    get.set_defaults(run=agents_get)
+    listing = agents.add_parser("list", help="one JSON line per agent, a page at a time")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--next", default=None, help="where the page before ended")
+    listing.set_defaults(run=agents_list)
+    status = agents.add_parser("set-status", help="set an agent available, away or offline")
+    status.add_argument("agent_id")
+    status.add_argument("status", choices=["available", "away", "offline"])
+    status.add_argument("--reason", default="", help="why (shown by get)")
+    status.set_defaults(run=agents_set_status)
+    for command in (add, update, remove, get, listing, status):
+        command.add_argument(
+            "--endpoint",
+            default=None,
+            help="DynamoDB endpoint (default: $AWS_ENDPOINT_URL_DYNAMODB; without either, AWS)",
+        )
+        command.add_argument("--table", default=TABLE_NAME, help=f"table name (default: {TABLE_NAME})")
+    openapi = agents.add_parser(
+        "openapi", help="print the API's OpenAPI document, made from the function itself"
+    )
+    openapi.add_argument(
+        "--write", action="store_true", help=f"write it to {OPENAPI_FILE.relative_to(PROJECT_DIR)}"
+    )
+    openapi.set_defaults(run=agents_openapi)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="rapport", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -406,6 +551,7 @@ def parser() -> argparse.ArgumentParser:
         )
 
     _privacy_commands(commands)
+    _agents_commands(commands)
 
     for command in (run_demo, run_simulate):
         command.add_argument(
@@ -422,6 +568,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     try:
         return int(args.run(args))
+    except (NotFound, Conflict) as refused:
+        print(f"rapport: {'no agent ' if isinstance(refused, NotFound) else ''}{refused}", file=sys.stderr)
+        return 2
     except BadRequest as bad:
         for problem in bad.problems:
             print(f"rapport: {problem}", file=sys.stderr)

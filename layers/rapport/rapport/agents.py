@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -98,28 +98,67 @@ def iso(epoch: float) -> str | None:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds") if epoch > 0 else None
 
 
-def view(agent: Agent, now: float) -> dict[str, Any]:
+class Record(BaseModel):
+    calls: int
+    sales: int
+
+
+class AgentView(BaseModel):
     """An agent as the API shows them: who, where, what they know, and where they stand right now."""
-    holding = agent.reserved_by is not None and agent.busy_until > now
-    state = agent.state.value if agent.busy_until > now else "idle"
-    return {
-        "agent_id": agent.agent_id,
-        "name": agent.name,
-        "endpoint": agent.endpoint.model_dump(mode="json"),
-        "products": dict(agent.proficiency),
-        "languages": list(agent.languages),
-        "wrap_up_seconds": agent.wrap_up_seconds,
-        "status": STATUS_OF[agent.presence].value,
-        "status_reason": agent.status_reason or None,
-        "status_at": iso(agent.status_at),
-        "state": state,
-        "on_a_call": holding,
-        "busy_until": iso(agent.busy_until) if agent.busy_until > now else None,
-        "idle_since": iso(agent.idle_since),
-        "no_answers_in_a_row": agent.no_answers,
-        "record": {p: {"calls": s.calls, "sales": s.sales} for p, s in sorted(agent.stats.items())},
-        "pool": agent.pool,
-    }
+
+    agent_id: str
+    name: str
+    endpoint: AgentEndpoint
+    products: dict[str, int]
+    languages: list[str]
+    wrap_up_seconds: int
+    status: Status
+    status_reason: str | None
+    status_at: str | None
+    state: str
+    """`idle`, `ringing` (held for a call), `on_call` or `wrap_up`."""
+    on_a_call: bool
+    busy_until: str | None
+    idle_since: str | None
+    no_answers_in_a_row: int
+    record: dict[str, Record]
+    """Calls and sales per product, as outcomes reported them."""
+    pool: str
+
+
+class AgentPage(BaseModel):
+    agents: list[AgentView]
+    next: str | None
+    """Pass as `next` for the page after this one; none: nothing follows."""
+
+
+class Removal(BaseModel):
+    agent_id: str
+    removed: bool
+    was_on_a_call: bool
+    """The call goes on to its end; its hang-up finds the agent gone and lets go of nobody."""
+
+
+def view(agent: Agent, now: float) -> AgentView:
+    held = agent.busy_until > now
+    return AgentView(
+        agent_id=agent.agent_id,
+        name=agent.name,
+        endpoint=agent.endpoint,
+        products=dict(agent.proficiency),
+        languages=list(agent.languages),
+        wrap_up_seconds=agent.wrap_up_seconds,
+        status=STATUS_OF[agent.presence],
+        status_reason=agent.status_reason or None,
+        status_at=iso(agent.status_at),
+        state=agent.state.value if held else "idle",
+        on_a_call=held and agent.reserved_by is not None,
+        busy_until=iso(agent.busy_until) if held else None,
+        idle_since=iso(agent.idle_since),
+        no_answers_in_a_row=agent.no_answers,
+        record={p: Record(calls=s.calls, sales=s.sales) for p, s in sorted(agent.stats.items())},
+        pool=agent.pool,
+    )
 
 
 class AgentAdmin:
@@ -131,13 +170,13 @@ class AgentAdmin:
 
     # -- reading ------------------------------------------------------------------------------------------
 
-    def get(self, agent_id: str) -> dict[str, Any]:
+    def get(self, agent_id: str) -> AgentView:
         agent = self._store.agent(agent_id)
         if agent is None:
             raise NotFound(agent_id)
         return view(agent, self._clock())
 
-    def list(self, limit: int = 50, after: str | None = None) -> dict[str, Any]:
+    def list(self, limit: int = 50, after: str | None = None) -> AgentPage:
         """A page of agents, by pool and then by id; `next` continues where it ends (None: nothing
         follows; a page may come out short, or even empty, when pools are)."""
         limit = max(1, min(limit, MAX_PAGE))
@@ -165,11 +204,11 @@ class AgentAdmin:
             if member.agent_id in stored
         ]
         last = page[-1] if page else None
-        return {"agents": agents, "next": f"{last.pool}:{last.agent_id}" if more and last else None}
+        return AgentPage(agents=agents, next=f"{last.pool}:{last.agent_id}" if more and last else None)
 
     # -- changing -----------------------------------------------------------------------------------------
 
-    def add(self, new: NewAgent) -> dict[str, Any]:
+    def add(self, new: NewAgent) -> AgentView:
         now = self._clock()
         agent = Agent(
             agent_id=new.agent_id,
@@ -207,7 +246,7 @@ class AgentAdmin:
         new_id = str(max(taken, default=-1) + 1)
         return self._store.pool_now(new_id, now)
 
-    def update(self, agent_id: str, change: AgentChange) -> dict[str, Any]:
+    def update(self, agent_id: str, change: AgentChange) -> AgentView:
         now = self._clock()
         for _ in range(WRITE_ROUNDS):
             stored = self._store.stored(agent_id)
@@ -234,7 +273,7 @@ class AgentAdmin:
             return self.get(agent_id)
         raise StoreError("the roster kept changing meanwhile; try again")
 
-    def remove(self, agent_id: str) -> dict[str, Any]:
+    def remove(self, agent_id: str) -> Removal:
         """Take an agent off the roster. A call they are on goes on to its end: its hang-up finds them
         gone and lets go of nobody; its failover skips them."""
         now = self._clock()
@@ -249,10 +288,10 @@ class AgentAdmin:
             except ConditionFailed:
                 continue
             on_call = seat is not None and seat.held_by is not None and seat.busy_until > now
-            return {"agent_id": agent_id, "removed": True, "was_on_a_call": on_call}
+            return Removal(agent_id=agent_id, removed=True, was_on_a_call=on_call)
         raise StoreError("the roster kept changing meanwhile; try again")
 
-    def set_status(self, agent_id: str, change: StatusChange) -> dict[str, Any]:
+    def set_status(self, agent_id: str, change: StatusChange) -> AgentView:
         stored = self._store.stored(agent_id)
         if stored is None:
             raise NotFound(agent_id)
