@@ -74,10 +74,10 @@ def engine_endpoint(endpoint: str | None) -> Iterator[str]:
         yield engine.endpoint
 
 
-def _player(scenario: Scenario, endpoint: str, verbose: bool) -> ScenarioPlayer:
-    create_table(endpoint, TABLE_NAME)
+def _player(scenario: Scenario, endpoint: str, verbose: bool, table: str = TABLE_NAME) -> ScenarioPlayer:
+    create_table(endpoint, table)
     level = "INFO" if verbose else "ERROR"
-    player = ScenarioPlayer(scenario, endpoint, environment={"POWERTOOLS_LOG_LEVEL": level})
+    player = ScenarioPlayer(scenario, endpoint, table_name=table, environment={"POWERTOOLS_LOG_LEVEL": level})
     # The handler logs JSON to stdout as Lambda wants; here stdout carries results, so logs go to stderr.
     # (Assigned rather than setStream(), which would flush a stream that may be closed by now.)
     for handler in logging.getLogger(SERVICE_NAME).handlers:
@@ -166,7 +166,7 @@ def _metrics_summary(metrics: MetricTotals) -> str:
 def simulate(args: argparse.Namespace) -> int:
     scenario = Scenario.load(args.file)
     with engine_endpoint(args.endpoint or endpoint_from_environment()) as endpoint:
-        player = _player(scenario, endpoint, args.verbose)
+        player = _player(scenario, endpoint, args.verbose, args.table)
         results = [player.play_call(call) for call in scenario.calls]
     for result in results:
         print(json.dumps(result.as_json(), ensure_ascii=False))
@@ -560,6 +560,11 @@ def parser() -> argparse.ArgumentParser:
             help="use this DynamoDB endpoint instead of starting one (default: $AWS_ENDPOINT_URL_DYNAMODB)",
         )
         command.add_argument("--verbose", action="store_true", help="show the handler's log lines on stderr")
+    run_simulate.add_argument(
+        "--table",
+        default=TABLE_NAME,
+        help=f"table name (default: {TABLE_NAME}), e.g. one `rapport agents` filled",
+    )
     return root
 
 

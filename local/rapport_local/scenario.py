@@ -331,8 +331,12 @@ class ScenarioPlayer:
         start = self.clock
         for product in self.scenario.catalog:
             self.store.put_product(product)
-        self.store.load_roster([agent.agent(start) for agent in self.scenario.agents])
-        pools = {agent.agent_id: agent.pool for agent in self.store.agents()}
+        if self.scenario.agents:  # without agents of its own, a scenario routes to the table's roster
+            self.store.load_roster([agent.agent(start) for agent in self.scenario.agents])
+        roster = self.store.agents()
+        pools = {agent.agent_id: agent.pool for agent in roster}
+        # Agents the table held already (added with `rapport agents`) answer like the scenario's own.
+        self._addresses = {agent.endpoint.address: agent.agent_id for agent in roster}
         for caller in self.scenario.callers:
             key = caller_key(caller.number, self.pepper)
             profile = CallerProfile(

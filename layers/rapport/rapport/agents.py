@@ -7,6 +7,7 @@ raced another is read again and tried again; one that cannot be made says why (`
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,7 +29,9 @@ from rapport.store import ConditionFailed, StoreError
 from rapport.store.agents import AgentStore, Pool
 from rapport.store.layout import POOL_MAX_AGENTS, pool_fits
 
-WRITE_ROUNDS = 4
+WRITE_ROUNDS = 10
+"""Tries of a change that raced others (each round lets at least one of the racing changes through)."""
+_BACKOFF_SECONDS = 0.01
 MAX_PAGE = 100
 
 LanguageCode = Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]
@@ -222,16 +225,18 @@ class AgentAdmin:
             status_reason="added",
             status_at=now,
         )
-        for _ in range(WRITE_ROUNDS):
+        for round_ in range(WRITE_ROUNDS):
             if self._store.stored(agent.agent_id) is not None:
                 raise Conflict(f"an agent {agent.agent_id} exists already")
             directory, version = self._store.directory_now()
             pool = self._pool_with_room(agent, directory, now)
             placed = agent.model_copy(update={"pool": pool.view.pool_id})
+            listed = _listing(directory, placed)
             try:
-                self._store.create(placed, pool, _listing(directory, placed), version)
+                self._store.create(placed, pool, (listed, version) if listed != directory else None)
             except ConditionFailed:
-                continue  # someone changed the pool or the directory meanwhile: read again
+                _back_off(round_)  # someone changed the pool or the directory meanwhile: read again
+                continue
             return self.get(agent.agent_id)
         raise StoreError("the roster kept changing meanwhile; try again")
 
@@ -248,7 +253,7 @@ class AgentAdmin:
 
     def update(self, agent_id: str, change: AgentChange) -> AgentView:
         now = self._clock()
-        for _ in range(WRITE_ROUNDS):
+        for round_ in range(WRITE_ROUNDS):
             stored = self._store.stored(agent_id)
             if stored is None:
                 raise NotFound(agent_id)
@@ -269,6 +274,7 @@ class AgentAdmin:
             try:
                 self._store.change(changed, pool, (listed, version) if listed != directory else None)
             except ConditionFailed:
+                _back_off(round_)
                 continue
             return self.get(agent_id)
         raise StoreError("the roster kept changing meanwhile; try again")
@@ -277,7 +283,7 @@ class AgentAdmin:
         """Take an agent off the roster. A call they are on goes on to its end: its hang-up finds them
         gone and lets go of nobody; its failover skips them."""
         now = self._clock()
-        for _ in range(WRITE_ROUNDS):
+        for round_ in range(WRITE_ROUNDS):
             stored = self._store.stored(agent_id)
             if stored is None:
                 raise NotFound(agent_id)
@@ -286,6 +292,7 @@ class AgentAdmin:
             try:
                 self._store.delete(agent_id, pool)
             except ConditionFailed:
+                _back_off(round_)
                 continue
             on_call = seat is not None and seat.held_by is not None and seat.busy_until > now
             return Removal(agent_id=agent_id, removed=True, was_on_a_call=on_call)
@@ -301,6 +308,11 @@ class AgentAdmin:
         except ConditionFailed as gone:
             raise NotFound(agent_id) from gone
         return self.get(agent_id)
+
+
+def _back_off(round_: int) -> None:
+    """Let the changes that raced this one finish, at random, before reading again."""
+    time.sleep(random.uniform(0, _BACKOFF_SECONDS * 2 ** min(round_, 5)))  # noqa: S311 - jitter, not a secret
 
 
 def _agents_of(pool: Pool) -> list[Agent]:

@@ -187,9 +187,9 @@ class AgentStore(DynamoStore):
             update["ExpressionAttributeValues"] = dict(values)
         return {"Update": update}
 
-    def create(self, agent: Agent, pool: Pool, directory: Directory, directory_version: int | None) -> None:
+    def create(self, agent: Agent, pool: Pool, directory: tuple[Directory, int | None] | None) -> None:
         """Add a new agent to `pool` (a new one when its roster does not exist), and write `directory`
-        (which must list the pool). Raises `ConditionFailed` when the agent exists or anything read
+        when it must change to list them. Raises `ConditionFailed` when the agent exists or anything read
         changed meanwhile."""
         pool_id = pool.view.pool_id
         seat, member = encode_seat(seat_of(agent)), encode_member(member_of(agent))
@@ -221,7 +221,8 @@ class AgentStore(DynamoStore):
                     {":seat": seat},
                 )
             )
-        actions.append(self._directory_put(directory, directory_version))
+        if directory is not None:
+            actions.append(self._directory_put(*directory))
         self._transact(actions)
 
     def change(

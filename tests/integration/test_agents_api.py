@@ -1,0 +1,290 @@
+"""The roster as people run it, end to end against DynamoDB Local: AgentsFunction's HTTP API as API
+Gateway calls it, its OpenAPI document, the `rapport agents` commands, and what routing does with the
+changes (the router as the SIP media application calls it)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from builders import RouterFactory, interest, profile
+from rapport.numbers import caller_key
+from rapport.settings import DEVELOPMENT_PEPPER
+from rapport.store.layout import POOL_READ_BYTES, POOL_WRITE_BYTES, item_size
+from rapport_local.cli import agents_openapi_document, main
+from rapport_local.engine import local_client, local_environment
+from rapport_local.http_api import http_request
+from rapport_local.lambda_runner import LocalFunction
+from rapport_local.sma_driver import SimulatedCall, actions_of, bridge_target
+from rapport_local.template import load_template
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+OPENAPI = PROJECT_DIR / "api" / "agents.openapi.json"
+MARK_US = "+12025550107"
+
+
+@pytest.fixture
+def agents(dynamodb_endpoint: str, table: str) -> LocalFunction:
+    """AgentsFunction as `sam local invoke` would run it, against this test's table."""
+    return LocalFunction(
+        "AgentsFunction",
+        resources={"Table": table, "CallerKeySecret": ""},
+        environment=local_environment(dynamodb_endpoint),
+    )
+
+
+def request(
+    method: str, path: str, body: object = None, query: dict[str, str] | None = None
+) -> dict[str, Any]:
+    event = http_request(path, body if body is not None else "")
+    event["requestContext"]["http"]["method"] = method
+    event["routeKey"] = f"{method} {path}"
+    if body is None:
+        event.pop("body")
+    if query:
+        event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in query.items())
+        event["queryStringParameters"] = dict(query)
+    return event
+
+
+def ask(
+    agents: LocalFunction,
+    method: str,
+    path: str,
+    body: object = None,
+    status: int = 200,
+    query: dict[str, str] | None = None,
+    **params: str,
+) -> Any:
+    answer = agents.invoke(request(method, path, body, {**(query or {}), **params} or None))
+    assert answer["statusCode"] == status, answer.get("body")
+    return json.loads(answer["body"])
+
+
+def new_agent(agent_id: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "agent_id": agent_id,
+        "name": fields.pop("name", agent_id.title()),
+        "endpoint": fields.pop("endpoint", {"kind": "voice_connector", "address": agent_id}),
+        **fields,
+    }
+
+
+def key(number: str) -> str:
+    return caller_key(number, DEVELOPMENT_PEPPER)
+
+
+def place_call(router: LocalFunction, caller: str = MARK_US) -> tuple[SimulatedCall, dict[str, Any]]:
+    placed = SimulatedCall(router.invoke, caller)
+    return placed, placed.new_inbound()
+
+
+# -- the API and its description ------------------------------------------------------------------------
+
+
+def test_the_openapi_file_is_what_the_function_accepts_and_the_template_routes() -> None:
+    assert json.loads(OPENAPI.read_text()) == json.loads(agents_openapi_document()), (
+        "api/agents.openapi.json is out of date: run `rapport agents openapi --write`"
+    )
+    document = json.loads(OPENAPI.read_text())
+    described = {
+        (method.upper(), path) for path, operations in document["paths"].items() for method in operations
+    }
+    events = load_template()["Resources"]["AgentsFunction"]["Properties"]["Events"].values()
+    routed = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events}
+    assert described == routed
+
+
+def test_an_agent_is_added_read_changed_and_removed(agents: LocalFunction) -> None:
+    body = new_agent(
+        "berlin-07",
+        name="Anna Weber",
+        products={"x200-headphones": 5},
+        languages=["de", "en"],
+        wrap_up_seconds=45,
+    )
+    added = ask(agents, "POST", "/agents", body, status=201)
+    assert (added["name"], added["status"], added["state"], added["wrap_up_seconds"]) == (
+        "Anna Weber",
+        "available",
+        "idle",
+        45,
+    )
+    assert ask(agents, "GET", "/agents/berlin-07")["products"] == {"x200-headphones": 5}
+    changed = ask(agents, "PATCH", "/agents/berlin-07", {"products": {"soundbar-s5": 4}, "name": "Anna W."})
+    assert (changed["products"], changed["name"], changed["languages"]) == (
+        {"soundbar-s5": 4},
+        "Anna W.",
+        ["de", "en"],
+    )
+    removed = ask(agents, "DELETE", "/agents/berlin-07")
+    assert removed == {"agent_id": "berlin-07", "removed": True, "was_on_a_call": False}
+    ask(agents, "GET", "/agents/berlin-07", status=404)
+    ask(agents, "DELETE", "/agents/berlin-07", status=404)
+
+
+def test_bad_input_gets_a_clear_error_and_nothing_is_written(agents: LocalFunction, store: Any) -> None:
+    answer = ask(
+        agents,
+        "POST",
+        "/agents",
+        {
+            "agent_id": "x y",
+            "name": "",
+            "endpoint": {"kind": "pstn", "address": "030 1234"},
+            "products": {"p": 7},
+        },
+        status=400,
+    )
+    problems = "\n".join(answer["problems"])
+    for field in ("agent_id", "name", "endpoint", "products.p"):
+        assert field in problems, field
+    assert "E.164" in problems
+    assert ask(agents, "POST", "/agents", {**new_agent("a-1"), "colour": "red"}, status=400)["problems"]
+    assert store.agents() == []
+    ask(agents, "POST", "/agents", new_agent("a-1"), status=201)
+    assert ask(agents, "POST", "/agents", new_agent("a-1", name="Someone else"), status=409)["error"]
+    assert ask(agents, "GET", "/agents/a-1")["name"] == "A-1"
+    ask(agents, "PATCH", "/agents/nobody", {"name": "x"}, status=404)
+    ask(agents, "PUT", "/agents/a-1/status", {"status": "sleeping"}, status=400)
+    ask(agents, "GET", "/agents", status=400, limit="0")
+
+
+def test_the_roster_lists_in_pages_across_pools(agents: LocalFunction) -> None:
+    for index in range(35):
+        ask(
+            agents,
+            "POST",
+            "/agents",
+            new_agent(f"agent-{index:02d}", products={"soundbar-s5": 3}),
+            status=201,
+        )
+    seen: list[str] = []
+    pages = 0
+    after: str | None = None
+    while True:
+        query = {"limit": "10", **({"next": after} if after else {})}
+        page = ask(agents, "GET", "/agents", query=query)
+        pages += 1
+        seen += [agent["agent_id"] for agent in page["agents"]]
+        after = page["next"]
+        if after is None:
+            break
+    assert sorted(seen) == [f"agent-{index:02d}" for index in range(35)] and len(seen) == 35
+    assert pages >= 4
+    assert len({agent["pool"] for agent in ask(agents, "GET", "/agents", limit="100")["agents"]}) >= 3
+
+
+def test_agents_added_at_once_all_land_and_every_pool_stays_within_its_limits(
+    agents: LocalFunction, dynamodb_endpoint: str, table: str
+) -> None:
+    threads = [
+        threading.Thread(
+            target=lambda i=index: ask(agents, "POST", "/agents", new_agent(f"rush-{i:02d}"), status=201)
+        )
+        for index in range(24)
+    ]
+    with agents.environment_applied():
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    listed = ask(agents, "GET", "/agents", limit="100")["agents"]
+    assert sorted(a["agent_id"] for a in listed) == [f"rush-{i:02d}" for i in range(24)]
+    client = local_client(dynamodb_endpoint)
+    items = client.scan(TableName=table)["Items"]
+    pools = {item["pk"]["S"] for item in items if item["pk"]["S"].startswith("POOL#")}
+    directory = next(item for item in items if item["pk"]["S"] == "DIRECTORY")
+    assert {f"POOL#{p['S']}" for p in directory["pools"]["L"]} == pools
+    for item in items:
+        if item["sk"]["S"] == "AVAIL":
+            assert item_size(item) <= POOL_WRITE_BYTES
+        if item["sk"]["S"] == "ROSTER":
+            assert item_size(item) <= POOL_READ_BYTES
+
+
+# -- what routing does with it --------------------------------------------------------------------------
+
+
+def test_status_decides_who_is_offered_calls(agents: LocalFunction, make_router: RouterFactory) -> None:
+    ask(agents, "POST", "/agents", new_agent("only-one"), status=201)
+    away = ask(agents, "PUT", "/agents/only-one/status", {"status": "away", "reason": "lunch"})
+    assert (away["status"], away["status_reason"]) == ("away", "lunch")
+    _, response = place_call(make_router())  # a fresh container: nothing cached
+    assert bridge_target(response) is None and actions_of(response, "Speak")
+    ask(agents, "PUT", "/agents/only-one/status", {"status": "available"})
+    _, response = place_call(make_router())
+    assert bridge_target(response) == "only-one"
+    assert ask(agents, "GET", "/agents/only-one")["state"] == "ringing"
+
+
+def test_a_changed_skill_changes_the_next_route(
+    agents: LocalFunction, make_router: RouterFactory, store: Any
+) -> None:
+    ask(agents, "POST", "/agents", new_agent("tv-expert", products={"smart-tv-q9": 5}), status=201)
+    ask(agents, "POST", "/agents", new_agent("generalist"), status=201)
+    store.put_caller(key(MARK_US), profile(), [interest("mesh-router-m3", 0.9, time.time())])
+    ask(agents, "PATCH", "/agents/generalist", {"products": {"mesh-router-m3": 4}})
+    _, response = place_call(make_router())
+    assert bridge_target(response) == "generalist"
+
+
+def test_removing_an_agent_on_a_call_lets_the_call_end_cleanly(
+    agents: LocalFunction, router: LocalFunction, store: Any
+) -> None:
+    ask(agents, "POST", "/agents", new_agent("busy-one"), status=201)
+    placed, response = place_call(router)
+    bridge = actions_of(response, "CallAndBridge")[0]
+    placed.bridge_answered(bridge)
+    assert ask(agents, "GET", "/agents/busy-one")["on_a_call"] is True
+    removed = ask(agents, "DELETE", "/agents/busy-one")
+    assert removed["was_on_a_call"] is True
+    hangup = placed.hangup("LEG-A")
+    assert [h["CallId"] for h in actions_of(hangup, "Hangup")] == [placed.leg_b["CallId"]]  # type: ignore[index]
+    record = store.decision(key(MARK_US), placed.transaction_id)
+    assert record is not None and record.agent_id == "busy-one"
+    assert ask(agents, "GET", "/agents", limit="10")["agents"] == []
+
+
+# -- the commands ---------------------------------------------------------------------------------------
+
+
+def test_the_commands_change_the_roster_and_what_simulate_routes(
+    dynamodb_endpoint: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    table = "rapport-agents-cli"
+    common = ["--endpoint", dynamodb_endpoint, "--table", table]
+    tv = ["--product", "smart-tv-q9=5"]
+    assert main(["agents", "add", "tv-07", "--name", "TV Expert", "--at", "vc:tv-07", *tv, *common]) == 0
+    assert main(["agents", "add", "phone-1", "--name", "Phone", "--at", "pstn:+493055501099", *common]) == 0
+    assert main(["agents", "add", "bad", "--name", "x", "--at", "pstn:12345", *common]) == 2
+    assert "E.164" in capsys.readouterr().err
+    calls_only = tmp_path / "calls.json"
+    calls_only.write_text(
+        json.dumps(
+            {
+                "parameters": {
+                    "AgentVoiceConnectorArn": "arn:aws:chime:us-east-1:123456789012:vc/abcdefghijklmnopqrstu1"
+                },
+                "callers": [
+                    {"number": MARK_US, "interests": [{"product": "smart-tv-q9", "score": 0.9}]},
+                ],
+                "calls": [{"name": "a TV question", "from": MARK_US}],
+            }
+        )
+    )
+    simulate = ["simulate", str(calls_only), "--endpoint", dynamodb_endpoint, "--table", table]
+    assert main(simulate) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["agent"] == "tv-07"
+    # The expert goes away: the same call goes to the one who is left.
+    assert main(["agents", "set-status", "tv-07", "away", "--reason", "training", *common]) == 0
+    capsys.readouterr()
+    assert main(["agents", "list", *common]) == 0
+    listed = {a["agent_id"]: a["status"] for a in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert listed == {"tv-07": "away", "phone-1": "available"}
+    assert main(simulate) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["agent"] == "phone-1"
