@@ -52,6 +52,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy functions/sip_rule
 	$(BIN)/mypy functions/signals
 	$(BIN)/mypy functions/privacy
+	$(BIN)/mypy functions/agents
 
 format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .

@@ -167,6 +167,12 @@ def _answer(
 ) -> dict[str, Any]:
     """The response for `route`; `before` is the call's state until now (None for a new call)."""
     metrics.route(route, before)
+    if route.kind is RouteKind.AGENT:
+        metrics.count(Metric.AGENT_RINGING)
+    if before is not None and before.ringing is not None:
+        metrics.count(Metric.AGENT_FREED)  # the agent rung before did not answer
+    if route.set_away:
+        metrics.count(Metric.AGENT_SET_AWAY)
     logger.info(
         "routed",
         extra={
@@ -279,12 +285,16 @@ def on_action_successful(event: SmaEvent, deadline: Deadline, metrics: CallMetri
     state = services().flow.connected(before, event.call_details.transaction_id, now(), deadline)
     if before.stage in (Stage.AGENT, Stage.FALLBACK):
         metrics.count(Metric.CONNECTED)
+    if before.ringing is not None:
+        metrics.count(Metric.AGENT_ON_CALL)
     return response([], to_attributes(state))
 
 
 def on_hangup(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
     """Chime does not hang up the other leg: do it, free the agent and store the decision record."""
     state = _state(event) or CallState()
+    if state.holding is not None:
+        metrics.count(Metric.AGENT_WRAP_UP if state.stage is Stage.CONNECTED else Metric.AGENT_FREED)
     if state.stage is not Stage.DONE:
         state = services().flow.ended(state, event.call_details.transaction_id, now(), deadline)
     return response(_other_legs(event), to_attributes(state))

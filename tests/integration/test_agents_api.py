@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import RouterFactory, interest, profile
+from builders import RouterFactory, interest, later, profile
 from rapport.numbers import caller_key
 from rapport.settings import DEVELOPMENT_PEPPER
 from rapport.store.layout import POOL_READ_BYTES, POOL_WRITE_BYTES, item_size
@@ -288,3 +288,35 @@ def test_the_commands_change_the_roster_and_what_simulate_routes(
     assert listed == {"tv-07": "away", "phone-1": "available"}
     assert main(simulate) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[0])["agent"] == "phone-1"
+
+
+def test_an_agent_who_misses_three_calls_in_a_row_is_set_away_with_the_reason(
+    agents: LocalFunction, router: LocalFunction, store: Any
+) -> None:
+    ask(agents, "POST", "/agents", new_agent("flaky", products={"smart-tv-q9": 5}), status=201)
+    ask(agents, "POST", "/agents", new_agent("steady"), status=201)
+    # A caller whose rules allow interest routing (consented) but not the last-agent link (needs consent
+    # in the strictest set), so that every call rings the product's expert first.
+    ana = "+5511955501234"
+    store.put_caller(
+        key(ana), profile(consents={"interest_routing": True}), [interest("smart-tv-q9", 0.9, time.time())]
+    )
+    rung = []
+    for index in range(4):
+        with later(router, index * 600):  # ten minutes apart: wrap-ups are over
+            placed, response = place_call(router, ana)
+            rung.append(bridge_target(response))
+            if bridge_target(response) == "flaky":
+                response = placed.bridge_failed(actions_of(response, "CallAndBridge")[0])
+            placed.bridge_answered(actions_of(response, "CallAndBridge")[0])
+            placed.hangup("LEG-A")
+    assert rung == ["flaky", "flaky", "flaky", "steady"]
+    flaky = ask(agents, "GET", "/agents/flaky")
+    assert (flaky["status"], flaky["status_reason"], flaky["no_answers_in_a_row"]) == (
+        "away",
+        "3 calls not answered in a row",
+        3,
+    )
+    # Back from the break: available again, and the count starts afresh.
+    back = ask(agents, "PUT", "/agents/flaky/status", {"status": "available", "reason": "back"})
+    assert (back["status"], back["no_answers_in_a_row"]) == ("available", 0)

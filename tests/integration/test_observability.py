@@ -84,7 +84,14 @@ def test_every_invocation_prints_one_valid_emf_document_under_the_deployments_di
             assert all(isinstance(value, float) for value in document[metric["Name"]])
         # CloudWatch takes the timestamp from the document; it must be this invocation's.
         assert abs(document["_aws"]["Timestamp"] / 1000 - time.time()) < 60
-    assert counts(sink) == {"NewCalls": 1, "RoutedAnyAvailable": 1, "Connected": 1}
+    assert counts(sink) == {
+        "NewCalls": 1,
+        "RoutedAnyAvailable": 1,
+        "Connected": 1,
+        "AgentRinging": 1,
+        "AgentOnCall": 1,
+        "AgentWrapUp": 1,
+    }
     assert len(sink.totals.durations_ms["HandlerLatency"]) == 3
     assert len(sink.totals.durations_ms["NewCallLatency"]) == 1
 
@@ -113,7 +120,17 @@ def test_a_failover_is_counted_and_the_answered_agent_connects(
         assert bridge_target(second) != bridge_target(first)
         lena.bridge_answered(actions_of(second, "CallAndBridge")[0])
         lena.hangup("LEG-A")
-    assert counts(sink) == {"NewCalls": 1, "RoutedAnyAvailable": 2, "Failovers": 1, "Connected": 1}
+    # The agents' transitions: two rung, the first freed unanswered, the second talked and wrapped up.
+    assert counts(sink) == {
+        "NewCalls": 1,
+        "RoutedAnyAvailable": 2,
+        "Failovers": 1,
+        "Connected": 1,
+        "AgentRinging": 2,
+        "AgentFreed": 1,
+        "AgentOnCall": 1,
+        "AgentWrapUp": 1,
+    }
 
 
 def test_a_call_that_misses_every_agent_counts_one_fallback_however_far_it_went(
@@ -131,7 +148,14 @@ def test_a_call_that_misses_every_agent_counts_one_fallback_however_far_it_went(
     # Three agents, then the fallback number, then the closing message: one call, one fallback.
     assert rang[-1] == FALLBACK_NUMBER and len(rang) == 4
     assert actions_of(response, "Speak")
-    assert counts(sink) == {"NewCalls": 1, "RoutedAnyAvailable": 3, "Failovers": 3, "Fallbacks": 1}
+    assert counts(sink) == {
+        "NewCalls": 1,
+        "RoutedAnyAvailable": 3,
+        "Failovers": 3,
+        "Fallbacks": 1,
+        "AgentRinging": 3,
+        "AgentFreed": 3,
+    }
 
 
 def test_no_agent_free_is_a_fallback_at_once(router: LocalFunction) -> None:
@@ -181,6 +205,8 @@ def test_rejected_responses_unknown_and_malformed_events_are_counted(
         "Fallbacks": 1,
         "UnknownEvents": 1,
         "MalformedEvents": 1,
+        "AgentRinging": 1,
+        "AgentFreed": 1,
     }
 
 

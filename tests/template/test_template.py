@@ -416,3 +416,22 @@ def test_the_in_call_question_is_off_unless_asked_for_and_the_policy_can_be_over
     shared = template["Globals"]["Function"]["Environment"]["Variables"]
     assert shared["RAPPORT_POLICY_OVERRIDES"] == {"Ref": "PrivacyPolicyOverrides"}
     assert template["Parameters"]["PrivacyPolicyOverrides"]["Default"] == ""
+
+
+def test_agents_function_answers_its_openapi_routes_on_an_iam_api_and_holds_no_caller_secret(
+    resources: dict[str, Any],
+) -> None:
+    function = resources["AgentsFunction"]["Properties"]
+    apis = {e["Properties"]["ApiId"]["Ref"] for e in function["Events"].values()}
+    assert all(resources[api]["Properties"]["Auth"]["DefaultAuthorizer"] == "AWS_IAM" for api in apis)
+    actions = {
+        action
+        for statement in policy_statements(resources["AgentsFunction"])
+        for action in actions_of(statement)
+    }
+    assert all(action.startswith("dynamodb:") for action in actions)
+    assert "dynamodb:Scan" not in actions
+    template = load_template(TEMPLATE)
+    assert template["Parameters"]["AwayAfterNoAnswers"]["Default"] == 3
+    router = resources["SmaRouterFunction"]["Properties"]["Environment"]["Variables"]
+    assert router["RAPPORT_AWAY_AFTER_NO_ANSWERS"] == {"Ref": "AwayAfterNoAnswers"}

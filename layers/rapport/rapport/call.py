@@ -108,6 +108,8 @@ class Route:
     """The question to ask (ASK), or the prompt whose answer to say before the route (`answer`)."""
     answer: bool | None = None
     """After the caller was asked: whether they agreed (the matching words are said first)."""
+    set_away: str | None = None
+    """An agent this step set away for not answering too many calls in a row."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from rapport.models import (
     Note,
     NoteCode,
     Outcome,
+    Presence,
 )
 from rapport.new_call import NewCall
 from rapport.numbers import PhoneNumber, caller_key
@@ -164,7 +165,7 @@ class CallFlow:
             shared = candidate.pool == missed.pool
             try:
                 let_go = LetGo(missed.agent_id, missed=True) if shared else None
-                endpoint = self._reserve_next(candidate, let_go, tag, now, hold, deadline)
+                endpoint, in_a_row = self._reserve_next(candidate, let_go, tag, now, hold, deadline)
             except AgentTaken as taken:
                 logger.info("failover agent taken", extra={"agent_id": candidate.agent_id})
                 if taken.seats:
@@ -179,7 +180,7 @@ class CallFlow:
                     missed.pool, missed.agent_id, lambda seat: seat.let_go(now, missed=True)
                 )
             else:
-                self._release_missed(missed, tag, now, deadline)
+                in_a_row = self._release_missed(missed, tag, now, deadline)
             attempt = Attempt(agent_id=candidate.agent_id, mode=candidate.mode, pool=candidate.pool, at=now)
             return Route(
                 RouteKind.AGENT,
@@ -188,9 +189,32 @@ class CallFlow:
                 ),
                 endpoint=endpoint,
                 reason=f"`{missed.agent_id}` did not answer",
+                set_away=self._away_if_missing(missed, in_a_row, now, deadline),
             )
-        self._release_missed(missed, tag, now, deadline)
-        return self.fallback(state, Note(code=NoteCode.NO_CANDIDATE_ANSWERED, detail=error))
+        in_a_row = self._release_missed(missed, tag, now, deadline)
+        route = self.fallback(state, Note(code=NoteCode.NO_CANDIDATE_ANSWERED, detail=error))
+        return dataclasses.replace(route, set_away=self._away_if_missing(missed, in_a_row, now, deadline))
+
+    def _away_if_missing(
+        self, missed: Attempt, in_a_row: int | None, now: float, deadline: Deadline
+    ) -> str | None:
+        """Set an agent away who has now not answered `away_after_no_answers` calls in a row (the reason
+        on their record); their id if so. Bookkeeping only: the call goes on whatever happens here."""
+        if in_a_row is None or in_a_row < self._settings.away_after_no_answers:
+            return None
+        reason = f"{in_a_row} calls not answered in a row"
+        try:
+            self._store.set_away(missed.pool, missed.agent_id, reason, now, deadline)
+        except ConditionFailed:
+            return None  # not available any more (set away or offline meanwhile, or removed)
+        except StoreError as error:
+            logger.warning("agent not set away", extra={"agent_id": missed.agent_id, "error": str(error)})
+            return None
+        logger.info("agent set away", extra={"agent_id": missed.agent_id, "reason": reason})
+        self._views.remember_change(
+            missed.pool, missed.agent_id, lambda seat: dataclasses.replace(seat, presence=Presence.AWAY)
+        )
+        return missed.agent_id
 
     def _reserve_next(
         self,
@@ -200,12 +224,13 @@ class CallFlow:
         now: float,
         hold: float,
         deadline: Deadline,
-    ) -> AgentEndpoint:
+    ) -> tuple[AgentEndpoint, int | None]:
         """Reserve a failover candidate and find where they ring: from this container's view of their pool,
-        or, when it has none, by reading the pool in the same round trip."""
+        or, when it has none, by reading the pool in the same round trip. Also: the let-go agent's calls
+        not answered in a row, when one was let go in the same write."""
 
-        def reserve() -> None:
-            self._store.reserve(candidate.pool, candidate.agent_id, tag, now, hold, deadline, let_go)
+        def reserve() -> int | None:
+            return self._store.reserve(candidate.pool, candidate.agent_id, tag, now, hold, deadline, let_go)
 
         members = self._views.members(candidate.pool, now)
         if members is None:
@@ -217,20 +242,25 @@ class CallFlow:
                 members = read.members
             if isinstance(reserved, StoreError):
                 raise reserved
+            in_a_row = reserved if isinstance(reserved, int) else None
         else:
-            reserve()
+            in_a_row = reserve()
         member = (members or {}).get(candidate.agent_id)
         if member is None:
             raise StoreUnavailable(f"no routing data for {candidate.agent_id}")
-        return member.endpoint
+        return member.endpoint, in_a_row
 
-    def _release_missed(self, missed: Attempt, tag: str, now: float, deadline: Deadline) -> None:
+    def _release_missed(self, missed: Attempt, tag: str, now: float, deadline: Deadline) -> int | None:
+        """Free the agent who did not answer; their calls not answered in a row, when known."""
         try:
-            self._store.let_go(missed.pool, LetGo(missed.agent_id, missed=True), tag, now, deadline)
+            in_a_row = self._store.let_go(
+                missed.pool, LetGo(missed.agent_id, missed=True), tag, now, deadline
+            )
         except StoreError as error:
             logger.warning("release after no answer failed", extra={"error": str(error)})
-            return
+            return None
         self._views.remember_change(missed.pool, missed.agent_id, lambda seat: seat.let_go(now, missed=True))
+        return in_a_row
 
     def connected(self, state: CallState, call_id: str, now: float, deadline: Deadline) -> CallState:
         """The bridge is up: hold the agent for the call and note who took it (and, where policy allows,

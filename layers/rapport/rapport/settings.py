@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     the record: lost if they are cut short."""
     ring_timeout_seconds: int = Field(default=20, ge=1, le=120)
     max_candidates: int = Field(default=5, ge=1, le=8)
+    away_after_no_answers: int = Field(default=3, ge=1, le=50)
+    """An agent who does not answer this many calls in a row is set away (and the reason recorded)."""
     ask_for_consent: bool = False
     """Ask callers with no recorded choice, where consent is needed, once, in the call (README, Privacy)."""
     interest_half_life_days: float = Field(default=14.0, gt=0, le=3650)

@@ -78,14 +78,21 @@ class Store(Protocol):
         hold_until: float,
         deadline: Deadline,
         let_go: LetGo | None = None,
-    ) -> None:
+    ) -> int | None:
         """Hold a free agent for the call tagged `tag` (repeating it for that call is harmless) and, in the
         same write, let go of another agent of the same pool this call holds. Raises `AgentTaken`, with the
-        pool's availability as it is, when the agent is not free (and then lets go of nobody)."""
+        pool's availability as it is, when the agent is not free (and then lets go of nobody). Returns
+        the let-go agent's calls not answered in a row when they missed one, else None."""
         ...
 
-    def let_go(self, pool_id: str, agent: LetGo, tag: str, now: float, deadline: Deadline) -> None:
-        """Free an agent this call holds; a no-op if the call no longer holds them."""
+    def let_go(self, pool_id: str, agent: LetGo, tag: str, now: float, deadline: Deadline) -> int | None:
+        """Free an agent this call holds; a no-op if the call no longer holds them. Returns their calls not
+        answered in a row when they missed this one (None otherwise, or when nothing was done)."""
+        ...
+
+    def set_away(self, pool_id: str, agent_id: str, reason: str, now: float, deadline: Deadline) -> None:
+        """Set an available agent away, with the reason. Raises `ConditionFailed` if they are not
+        available (or not there)."""
         ...
 
     def connect(self, pool_id: str, agent_id: str, tag: str, now: float, deadline: Deadline) -> None:

@@ -283,9 +283,15 @@ class AgentStore(DynamoStore):
             self._seat_update(
                 agent.pool,
                 agent.agent_id,
-                "SET agents.#a.p = :presence",
+                # Available again: the count of calls not answered in a row starts afresh.
+                "SET agents.#a.p = :presence, agents.#a.n = :zero"
+                if presence is Presence.ONLINE
+                else "SET agents.#a.p = :presence",
                 "attribute_exists(agents.#a)",
-                {":presence": {"S": presence.value}},
+                {
+                    ":presence": {"S": presence.value},
+                    **({":zero": {"N": "0"}} if presence is Presence.ONLINE else {}),
+                },
             ),
         ]
         self._transact(actions)

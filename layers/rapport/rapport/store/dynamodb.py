@@ -263,10 +263,11 @@ class DynamoStore:
         condition: str,
         names: Mapping[str, str],
         values: Mapping[str, Any],
-    ) -> None:
+        returns: str = "NONE",
+    ) -> dict[str, Any]:
         """One conditional UpdateItem on a pool's availability item. Nothing comes back on success (the
         whole pool would cost more to parse than the write); on failure DynamoDB returns the pool as it is."""
-        self._call(
+        return self._call(
             "update_item",
             deadline,
             TableName=self.table_name,
@@ -275,13 +276,14 @@ class DynamoStore:
             ConditionExpression=condition,
             ExpressionAttributeNames=dict(names),
             ExpressionAttributeValues=dict(values),
+            ReturnValues=returns,
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
 
-    def _try_update(self, pool_id: str, deadline: Deadline, **expression: Any) -> None:
+    def _try_update(self, pool_id: str, deadline: Deadline, **expression: Any) -> dict[str, Any]:
         """`_update_seats`, with a failed condition answered by the pool as it is (`AgentTaken`)."""
         try:
-            self._update_seats(pool_id, deadline, **expression)
+            return self._update_seats(pool_id, deadline, **expression)
         except ConditionFailed as failed:
             cause = failed.__cause__
             seats = _old_seats(cause) if isinstance(cause, ClientError) else {}
@@ -296,7 +298,7 @@ class DynamoStore:
         hold_until: float,
         deadline: Deadline,
         let_go: LetGo | None = None,
-    ) -> None:
+    ) -> int | None:
         names = {"#b": agent_id}
         values: dict[str, Any] = {
             ":online": {"S": Presence.ONLINE.value},
@@ -312,38 +314,78 @@ class DynamoStore:
             self._try_update(
                 pool_id, deadline, update=update, condition=condition, names=names, values=values
             )
-            return
+            return None
         frees, freed_values = _letting_go(let_go)
         try:
-            self._try_update(
+            answer = self._try_update(
                 pool_id,
                 deadline,
                 update=f"SET {holds}, {frees} REMOVE agents.#a.c",
                 condition=f"{condition} AND agents.#a.c = :tag",
                 names={**names, "#a": let_go.agent_id},
                 values={**values, **freed_values},
+                returns="UPDATED_NEW" if let_go.missed else "NONE",
             )
-            return
+            return _missed_in_a_row(answer, let_go)
         except AgentTaken as taken:
             next_seat = taken.seats.get(agent_id)
             if next_seat is None or not next_seat.free_for(tag, now):
                 raise
         # The agent to let go was no longer this call's (a repeated event): reserve without touching them.
         self._try_update(pool_id, deadline, update=update, condition=condition, names=names, values=values)
+        return None
 
-    def let_go(self, pool_id: str, agent: LetGo, tag: str, now: float, deadline: Deadline) -> None:
+    def let_go(self, pool_id: str, agent: LetGo, tag: str, now: float, deadline: Deadline) -> int | None:
         frees, freed_values = _letting_go(agent)
         try:
-            self._update_seats(
+            answer = self._update_seats(
                 pool_id,
                 deadline,
                 update=f"SET {frees} REMOVE agents.#a.c",
                 condition="agents.#a.c = :tag",
                 names={"#a": agent.agent_id},
                 values={**freed_values, ":now": number(now), ":tag": {"S": tag}},
+                returns="UPDATED_NEW" if agent.missed else "NONE",
             )
         except ConditionFailed:
-            return
+            return None
+        return _missed_in_a_row(answer, agent)
+
+    def set_away(self, pool_id: str, agent_id: str, reason: str, now: float, deadline: Deadline) -> None:
+        """Take an agent who keeps not answering out of routing: away, with the reason on their item.
+        Raises `ConditionFailed` if they are not available any more (or gone)."""
+        self._call(
+            "transact_write_items",
+            deadline,
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": {"pk": {"S": pool_pk(pool_id)}, "sk": {"S": AVAIL_SK}},
+                        "UpdateExpression": "SET agents.#a.p = :away",
+                        "ConditionExpression": "agents.#a.p = :online",
+                        "ExpressionAttributeNames": {"#a": agent_id},
+                        "ExpressionAttributeValues": {
+                            ":away": {"S": Presence.AWAY.value},
+                            ":online": {"S": Presence.ONLINE.value},
+                        },
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": to_item(agent_key(agent_id)),
+                        "UpdateExpression": "SET presence = :away, status_reason = :reason, status_at = :at",
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "ExpressionAttributeValues": {
+                            ":away": {"S": Presence.AWAY.value},
+                            ":reason": {"S": reason},
+                            ":at": number(now),
+                        },
+                    }
+                },
+            ],
+        )
 
     def connect(self, pool_id: str, agent_id: str, tag: str, now: float, deadline: Deadline) -> None:
         self._update_seats(
@@ -564,6 +606,15 @@ class DynamoStore:
         ]
         items += [encode_record(record) for record in records]
         self._batch_write(items)
+
+
+def _missed_in_a_row(answer: Mapping[str, Any], agent: LetGo) -> int | None:
+    """The let-go agent's no-answers in a row after a write that returned its new values."""
+    if not agent.missed:
+        return None
+    seat = answer.get("Attributes", {}).get("agents", {}).get("M", {}).get(agent.agent_id, {}).get("M", {})
+    count = seat.get("n", {}).get("N")
+    return int(count) if count is not None else None
 
 
 def _letting_go(agent: LetGo) -> tuple[str, dict[str, Any]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from rapport.budget import Deadline
@@ -19,6 +19,7 @@ from rapport.models import (
     CallerProfile,
     DecisionRecord,
     Interest,
+    Presence,
     Product,
     RoutingMode,
 )
@@ -149,26 +150,39 @@ class MemoryStore:
         hold_until: float,
         deadline: Deadline,
         let_go: LetGo | None = None,
-    ) -> None:
+    ) -> int | None:
         self._request("UpdateItem", deadline)
         with self._lock:
             seats = self._pools.get(pool_id, _Pool()).seats
             if (seat := seats.get(agent_id)) is None or not seat.free_for(tag, now):
                 raise AgentTaken(f"{agent_id} is not free", dict(seats))
+            missed = None
             if let_go is not None and let_go.agent_id != agent_id:
-                self._free(seats, let_go, tag, now)
+                missed = self._free(seats, let_go, tag, now)
             seats[agent_id] = seat.held(tag, hold_until)
+            return missed
 
-    def let_go(self, pool_id: str, agent: LetGo, tag: str, now: float, deadline: Deadline) -> None:
+    def let_go(self, pool_id: str, agent: LetGo, tag: str, now: float, deadline: Deadline) -> int | None:
         self._request("UpdateItem", deadline)
         with self._lock:
-            self._free(self._pools.get(pool_id, _Pool()).seats, agent, tag, now)
+            return self._free(self._pools.get(pool_id, _Pool()).seats, agent, tag, now)
+
+    def set_away(self, pool_id: str, agent_id: str, reason: str, now: float, deadline: Deadline) -> None:
+        self._request("TransactWriteItems", deadline)
+        with self._lock:
+            seats = self._pools.get(pool_id, _Pool()).seats
+            seat = seats.get(agent_id)
+            if seat is None or seat.presence is not Presence.ONLINE:
+                raise ConditionFailed(f"{agent_id} is not available")
+            seats[agent_id] = replace(seat, presence=Presence.AWAY)
 
     @staticmethod
-    def _free(seats: dict[str, Seat], agent: LetGo, tag: str, now: float) -> None:
+    def _free(seats: dict[str, Seat], agent: LetGo, tag: str, now: float) -> int | None:
         seat = seats.get(agent.agent_id)
-        if seat is not None and seat.held_by == tag:
-            seats[agent.agent_id] = seat.let_go(now, agent.missed)
+        if seat is None or seat.held_by != tag:
+            return None
+        seats[agent.agent_id] = freed = seat.let_go(now, agent.missed)
+        return freed.no_answers if agent.missed else None
 
     def _held(self, pool_id: str, agent_id: str, tag: str) -> dict[str, Seat]:
         seats = self._pools.get(pool_id, _Pool()).seats
