@@ -88,8 +88,9 @@ def _player(scenario: Scenario, endpoint: str, verbose: bool, table: str = TABLE
 
 
 def _describe(index: int, name: str, result: CallResult) -> str:
-    if result.route == "privacy":
-        lines = [f"{index}. {name}", f"   caller {result.caller}: " + "; ".join(result.reasons)]
+    if result.route in ("privacy", "agent status"):
+        who = "caller" if result.route == "privacy" else "agent"
+        lines = [f"{index}. {name}", f"   {who} {result.caller}: " + "; ".join(result.reasons)]
         return "\n".join([*lines, *(f"   ✗ {failure}" for failure in result.failures)])
     if result.agent:
         outcome = f"agent {result.agent} [{result.mode}]"
@@ -135,11 +136,11 @@ def demo(args: argparse.Namespace) -> int:
             print(_describe(index, call.name, result) + "\n", flush=True)
         print(_metrics_summary(player.metrics) + "\n", flush=True)
     failed = [r for r in results if not r.ok]
-    calls = [r for r in results if r.route != "privacy"]
-    steps = len(results) - len(calls)
+    calls = [r for r in results if r.route not in ("privacy", "agent status")]
+    steps = [r for r in results if r.route == "privacy"]
     print(
         f"{sum(r.ok for r in calls)} of {len(calls)} calls routed as expected;"
-        f" {sum(r.ok for r in results if r.route == 'privacy')} of {steps} privacy requests carried out."
+        f" {sum(r.ok for r in steps)} of {len(steps)} privacy requests carried out."
     )
     return 1 if failed else 0
 

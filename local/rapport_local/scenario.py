@@ -185,6 +185,16 @@ class PrivacyStep(_Strict):
         return [f"consent {verb} for {', '.join(p.value for p in self.purposes)} ({answer['outcome']})"]
 
 
+class AgentStep(_Strict):
+    """An agent's status changed between two calls, through AgentsFunction's HTTP API."""
+
+    name: str
+    agent: str
+    status: Literal["available", "away", "offline"]
+    reason: str = ""
+    after_minutes: float = Field(default=0.0, ge=0)
+
+
 class Scenario(_Strict):
     description: str = ""
     parameters: dict[str, str] = Field(default_factory=dict)
@@ -193,8 +203,8 @@ class Scenario(_Strict):
     agents: list[ScenarioAgent] = Field(default_factory=list)
     callers: list[ScenarioCaller] = Field(default_factory=list)
     signals: list[ScenarioSignal] = Field(default_factory=list)
-    calls: list[ScenarioCall | PrivacyStep] = Field(default_factory=list)
-    """Calls, and the privacy steps between them, in order."""
+    calls: list[ScenarioCall | PrivacyStep | AgentStep] = Field(default_factory=list)
+    """Calls, and the privacy and agent steps between them, in order."""
 
     @classmethod
     def load(cls, path: Path) -> Scenario:
@@ -282,6 +292,12 @@ class ScenarioPlayer:
         )
         self.privacy_function = LocalFunction(
             "PrivacyFunction",
+            parameters=scenario.parameters,
+            resources={"Table": table_name, "CallerKeySecret": ""},
+            environment={**local_environment(endpoint), **(environment or {})},
+        )
+        self.agents_function = LocalFunction(
+            "AgentsFunction",
             parameters=scenario.parameters,
             resources={"Table": table_name, "CallerKeySecret": ""},
             environment={**local_environment(endpoint), **(environment or {})},
@@ -406,9 +422,28 @@ class ScenarioPlayer:
         result.reasons = step.summary(json.loads(answer["body"]))
         return result
 
-    def play_call(self, spec: ScenarioCall | PrivacyStep) -> CallResult:
+    def play_agent_step(self, step: AgentStep) -> CallResult:
+        """Set an agent's status through AgentsFunction, as API Gateway would send it."""
+        self.clock += step.after_minutes * 60
+        result = CallResult(name=step.name, caller=step.agent, route="agent status")
+        path = f"/agents/{step.agent}/status"
+        event = http_request(path, {"status": step.status, "reason": step.reason})
+        event["requestContext"]["http"]["method"] = "PUT"
+        event["routeKey"] = f"PUT {path}"
+        answer = self.invoke(event, self.agents_function)
+        if answer.get("statusCode") != 200:
+            result.failures.append(f"{path} answered {answer.get('statusCode')}: {answer.get('body')}")
+            return result
+        agent = json.loads(answer["body"])
+        reason = f" ({agent['status_reason']})" if agent.get("status_reason") else ""
+        result.reasons = [f"{agent['agent_id']} is {agent['status']}{reason}"]
+        return result
+
+    def play_call(self, spec: ScenarioCall | PrivacyStep | AgentStep) -> CallResult:
         if isinstance(spec, PrivacyStep):
             return self.play_step(spec)
+        if isinstance(spec, AgentStep):
+            return self.play_agent_step(spec)
         self.clock += spec.after_minutes * 60
         result = CallResult(name=spec.name, caller=self._names.get(spec.from_) or mask(spec.from_))
 

@@ -25,7 +25,7 @@ from rapport.log_privacy import RedactingFormatter
 from rapport_local.engine import local_client, local_environment
 from rapport_local.http_api import http_request
 from rapport_local.lambda_runner import LocalFunction
-from rapport_local.scenario import PrivacyStep, Scenario, ScenarioPlayer
+from rapport_local.scenario import PrivacyStep, Scenario, ScenarioCall, ScenarioPlayer
 from rapport_local.sma_driver import SimulatedCall, actions_of
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -48,7 +48,8 @@ def caller_numbers() -> set[str]:
     for path in SCENARIOS:
         scenario = Scenario.load(path)
         numbers |= {caller.number for caller in scenario.callers}
-        numbers |= {step.number if isinstance(step, PrivacyStep) else step.from_ for step in scenario.calls}
+        numbers |= {step.number for step in scenario.calls if isinstance(step, PrivacyStep)}
+        numbers |= {step.from_ for step in scenario.calls if isinstance(step, ScenarioCall)}
         numbers |= {signal.from_ for signal in scenario.signals}
     for path in (EVENTS / "sma").glob("*.json"):
         for leg in json.loads(path.read_text())["CallDetails"].get("Participants", []):
