@@ -5,6 +5,7 @@ Every test builds agents, a caller context and permissions directly and routes a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -124,12 +125,13 @@ def mentions(decision: Decision, *words: str) -> bool:
 
 
 def expected_score(faded: float, proficiency: int, calls: int, sales: int) -> float:
-    """The documented ranking: faded interest * proficiency/5 * conversion pulled towards the prior."""
+    """The documented ranking: faded interest * proficiency/5 * the upper bound of the conversion, the
+    estimate (pulled towards the prior) plus one standard deviation of the Beta belief behind it."""
     policy = RoutingPolicy()
-    rate = (sales + policy.conversion_prior * policy.conversion_prior_weight) / (
-        calls + policy.conversion_prior_weight
-    )
-    return faded * proficiency / 5 * rate
+    weight = policy.conversion_prior_weight
+    rate = (sales + policy.conversion_prior * weight) / (calls + weight)
+    bound = rate + policy.exploration * math.sqrt(rate * (1 - rate) / (calls + weight + 1))
+    return faded * proficiency / 5 * bound
 
 
 # -- known agent ----------------------------------------------------------------------------------------
@@ -242,9 +244,10 @@ def test_a_new_agent_without_history_gets_the_prior_conversion_rate() -> None:
 
     decision = route(roster, interests=[interest("x200", 1.0)])
 
-    assert decision.candidates[0].score == pytest.approx(
-        1.0 * 1.0 * RoutingPolicy().conversion_prior, abs=1e-4
-    )
+    assert decision.candidates[0].score == pytest.approx(expected_score(1.0, 5, 0, 0), abs=1e-4)
+    # The record shows the estimate itself, the prior, and that it rests on no calls yet.
+    (skill,) = decision.candidates[0].skills.values()
+    assert (skill.conversion, skill.calls) == (RoutingPolicy().conversion_prior, 0)
 
 
 def test_a_new_agent_outranks_an_equally_skilled_agent_with_a_poor_record() -> None:

@@ -145,6 +145,11 @@ class Words:
     on_day: str
     earlier_call: str
     interest: str
+    converts: str
+    """An agent's learned conversion for the product, and the calls it rests on."""
+    one_call: str
+    calls: str
+    no_calls: str
     evidence: str
     available: str
     no_call_yet: str
@@ -183,8 +188,12 @@ WORDS: Mapping[Language, Words] = {
         earlier_call="on an earlier call",
         interest=(
             "interest in `{product}` {score} from {sources} of {day}{evidence} → agent `{agent}`,"
-            " proficiency {proficiency}, conversion {conversion}"
+            " proficiency {proficiency}, {conversion}"
         ),
+        converts="converts {percent}{calls}",
+        one_call="1 call",
+        calls="{count} calls",
+        no_calls="no calls of it yet",
         evidence=' ("{words}")',
         available="agent `{agent}` available, {idle}",
         no_call_yet="no call taken yet",
@@ -227,8 +236,12 @@ WORDS: Mapping[Language, Words] = {
         earlier_call="bei einem früheren Anruf",
         interest=(
             "Interesse an `{product}` {score} aus {sources} vom {day}{evidence} → Mitarbeiter `{agent}`,"
-            " Kenntnisstufe {proficiency}, Abschlussquote {conversion}"
+            " Kenntnisstufe {proficiency}, {conversion}"
         ),
+        converts="Abschlussquote {percent}{calls}",
+        one_call="1 Anruf",
+        calls="{count} Anrufe",
+        no_calls="noch keine Anrufe dazu",
         evidence=" („{words}“)",
         available="Mitarbeiter `{agent}` verfügbar, {idle}",
         no_call_yet="noch kein Anruf angenommen",
@@ -399,8 +412,19 @@ def _interest_reason(
         evidence=words.evidence.format(words=fact.evidence) if fact.evidence else "",
         agent=candidate.agent_id,
         proficiency=skill.proficiency,
-        conversion=_percent(skill.conversion, language),
+        conversion=_converts(skill, language),
     )
+
+
+def _converts(skill: Skill, language: Language) -> str:
+    """The figure ranking used: the agent's conversion for the product, learned from the calls counted."""
+    words = WORDS[language]
+    if skill.calls == 0:
+        return words.no_calls
+    calls = ""
+    if skill.calls is not None:
+        calls = f" ({words.one_call if skill.calls == 1 else words.calls.format(count=skill.calls)})"
+    return words.converts.format(percent=_percent(skill.conversion, language), calls=calls)
 
 
 def candidate_reasons(

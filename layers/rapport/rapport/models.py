@@ -208,6 +208,10 @@ class Skill(Stored):
 
     proficiency: Proficiency = Field(alias="f")
     conversion: float = Field(alias="c")
+    """The agent's estimated conversion for the product (the posterior mean of their record)."""
+    calls: int | None = Field(default=None, ge=0, alias="n")
+    """The calls of the product the estimate rests on (outcomes counted); None in records made before
+    they were kept."""
 
 
 class Candidate(Stored):

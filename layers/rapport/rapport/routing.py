@@ -21,7 +21,7 @@ from rapport.models import (
     Skill,
 )
 from rapport.privacy import Permissions
-from rapport.scoring import conversion_rate, faded_score
+from rapport.scoring import conversion_bound, conversion_estimate, faded_score
 
 
 class Routable(Protocol):
@@ -55,6 +55,8 @@ class RoutingPolicy(BaseModel):
     min_interest: float = Field(default=0.05, ge=0, le=1)
     conversion_prior: float = Field(default=0.2, gt=0, le=1)
     conversion_prior_weight: float = Field(default=5.0, gt=0)
+    exploration: float = Field(default=1.0, ge=0, le=5)
+    """How far ranking looks past an agent's estimated conversion into its uncertainty (0: not at all)."""
     max_candidates: int = Field(default=5, ge=1, le=50)
 
 
@@ -72,18 +74,20 @@ def current_interests(
 
 def _interest_match(
     agent: Routable, interests: list[tuple[str, float]], policy: RoutingPolicy
-) -> tuple[float, list[tuple[str, int, float]]]:
+) -> tuple[float, list[tuple[str, int, float, int]]]:
     """The agent's interest score (the sum over the caller's products of score * proficiency/5 *
-    conversion) and, per product they know, (product, proficiency, conversion)."""
+    the upper bound of their conversion) and, per product they know, (product, proficiency, estimated
+    conversion, calls counted)."""
     total = 0.0
     skills = []
     for product, score in interests:
         proficiency = agent.proficiency.get(product)
         if proficiency is None:
             continue
-        rate = conversion_rate(agent.stats, product, policy.conversion_prior, policy.conversion_prior_weight)
-        total += score * (proficiency / 5) * rate
-        skills.append((product, proficiency, rate))
+        weight = policy.conversion_prior_weight
+        rate, calls = conversion_estimate(agent.stats, product, policy.conversion_prior, weight)
+        total += score * (proficiency / 5) * conversion_bound(rate, calls, weight, policy.exploration)
+        skills.append((product, proficiency, rate, calls))
     return total, skills
 
 
@@ -148,7 +152,9 @@ def choose_agent(
                     mode=RoutingMode.INTEREST,
                     pool=agent.pool,
                     score=round(score, 4),
-                    skills={p: Skill(proficiency=f, conversion=round(c, 4)) for p, f, c in skills},
+                    skills={
+                        p: Skill(proficiency=f, conversion=round(c, 4), calls=n) for p, f, c, n in skills
+                    },
                 )
                 for score, agent, skills in sorted(matches, key=lambda match: -match[0])[: max(room, 0)]
             ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from rapport.models import Interest, ProductStats
@@ -36,11 +37,27 @@ def with_contribution(
 def conversion_rate(
     stats: Mapping[str, ProductStats], product: str, prior: float, prior_weight: float
 ) -> float:
-    """Sales per call for this product, pulled towards `prior` while there are few calls.
+    """Sales per call for this product, pulled towards `prior` while there are few calls: the mean of a
+    Beta(prior * w, (1 - prior) * w) belief updated with the agent's record.
 
     An agent with no history scores the prior instead of zero, so a new agent is tried (explored)
     rather than starved by colleagues with a long record.
     """
+    return conversion_estimate(stats, product, prior, prior_weight)[0]
+
+
+def conversion_estimate(
+    stats: Mapping[str, ProductStats], product: str, prior: float, prior_weight: float
+) -> tuple[float, int]:
+    """The estimated conversion for this product (see `conversion_rate`) and the calls it rests on."""
     record = stats.get(product)
     calls, sales = (record.calls, record.sales) if record else (0, 0)
-    return (sales + prior * prior_weight) / (calls + prior_weight)
+    return (sales + prior * prior_weight) / (calls + prior_weight), calls
+
+
+def conversion_bound(mean: float, calls: int, prior_weight: float, exploration: float) -> float:
+    """What ranking uses: the estimate plus `exploration` times its uncertainty (the standard deviation
+    of the Beta belief), an upper confidence bound. Few calls, wide bound: an agent with little record
+    gets calls until the record says how well they sell; a long record narrows it to the estimate."""
+    spread = math.sqrt(mean * (1.0 - mean) / (calls + prior_weight + 1.0))
+    return min(1.0, mean + exploration * spread)
