@@ -47,6 +47,7 @@ from rapport_local.engine import (
     local_client,
 )
 from rapport_local.lambda_runner import LocalFunction
+from rapport_local.learning import report, simulate_learning
 from rapport_local.scenario import TABLE_NAME, CallResult, Scenario, ScenarioPlayer
 from rapport_local.template import load_template, parameter_defaults
 
@@ -445,6 +446,12 @@ def agents_openapi_document() -> str:
     return document
 
 
+def simulate_learning_command(args: argparse.Namespace) -> int:
+    tallies = simulate_learning(args.calls, args.agents, args.seed, args.window)
+    print(report(tallies, args.calls, args.agents, args.seed))
+    return 0
+
+
 def _agents_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run_agents = commands.add_parser(
         "agents", help="the roster: add, change, remove, list agents, set status"
@@ -553,6 +560,16 @@ def parser() -> argparse.ArgumentParser:
 
     _privacy_commands(commands)
     _agents_commands(commands)
+    learning = commands.add_parser(
+        "simulate-learning",
+        help="agents with hidden conversion rates, outcomes fed back: learned ranking against proficiency"
+        " only and longest idle (no table needed)",
+    )
+    learning.add_argument("--calls", type=int, default=5000)
+    learning.add_argument("--agents", type=int, default=20)
+    learning.add_argument("--seed", type=int, default=7)
+    learning.add_argument("--window", type=int, default=500, help="calls per row of the curve")
+    learning.set_defaults(run=simulate_learning_command)
 
     for command in (run_demo, run_simulate):
         command.add_argument(
