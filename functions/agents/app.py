@@ -6,6 +6,10 @@
     PATCH  /agents/{agent_id}           change name, endpoint, products...   200, the agent
     DELETE /agents/{agent_id}           take an agent off the roster         200
     PUT    /agents/{agent_id}/status    available, away or offline           200, the agent
+    POST   /outcomes                    what became of a call, per product   200, counted or duplicate
+
+Outcomes also arrive as EventBridge events on the stack's bus (detail-type `rapport.outcome`, the detail
+an outcome report); each call's outcome for a product counts once, however often it is sent.
 
 The request and answer shapes are this file's pydantic models; `api/agents.openapi.json` is generated
 from them (`rapport agents openapi`) and a test keeps the two the same. Bad input: 400 with the
@@ -25,7 +29,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rapport import SERVICE_NAME
 from rapport.agents import (
     AgentAdmin,
@@ -35,6 +39,9 @@ from rapport.agents import (
     Conflict,
     NewAgent,
     NotFound,
+    OutcomeAnswer,
+    OutcomeReport,
+    Outcomes,
     Removal,
     StatusChange,
 )
@@ -42,8 +49,9 @@ from rapport.http import json_response
 from rapport.log_privacy import RedactingFormatter
 from rapport.models import AgentId
 from rapport.settings import Settings
+from rapport.signals import problems
 from rapport.store import StoreError
-from rapport.store.agents import AgentStore
+from rapport.store.agents import OutcomeStore
 from rapport.telemetry import CallMetrics, Metric
 
 logger = Logger(service=SERVICE_NAME, logger_formatter=RedactingFormatter())
@@ -56,7 +64,9 @@ M = TypeVar("M", bound=BaseModel)
 class Services:
     def __init__(self) -> None:
         self.settings = Settings()
-        self.admin = AgentAdmin(AgentStore.for_table(self.settings.table_name), clock=lambda: now())
+        store = OutcomeStore.for_table(self.settings.table_name)
+        self.admin = AgentAdmin(store, clock=lambda: now())
+        self.outcomes = Outcomes(store, clock=lambda: now())
 
 
 @cache
@@ -103,6 +113,11 @@ def set_status(
     agent_id: AgentPath, change: Annotated[StatusChange, Body(embed=False)]
 ) -> Response[AgentView]:
     return _answer(200, services().admin.set_status(agent_id, change))
+
+
+@app.post("/outcomes", summary="What became of a call: a sale or not, per product (counted once per call)")
+def report_outcome(report: Annotated[OutcomeReport, Body(embed=False)]) -> Response[OutcomeAnswer]:
+    return _answer(200, services().outcomes.report(report))
 
 
 def _answer(code: int, body: M) -> Response[M]:
@@ -200,10 +215,40 @@ def _count(metric: Metric) -> None:
         metrics.count(metric)
 
 
+OUTCOME_DETAIL_TYPE = "rapport.outcome"
+
+
+class OutcomeNotCounted(Exception):
+    """Raised so that EventBridge delivers the event again (the table was unavailable)."""
+
+
+def from_eventbridge(event: dict[str, Any], metrics: CallMetrics) -> dict[str, Any]:
+    """An outcome report from the bus. Bad ones are logged and dropped (sending them again would not
+    help); when the table is unavailable the invocation fails and EventBridge retries it."""
+    try:
+        report = OutcomeReport.model_validate(event.get("detail"))
+    except ValidationError as error:
+        logger.error("outcome rejected", extra={"problems": problems(error)})
+        metrics.count(Metric.AGENT_REQUESTS_REFUSED)
+        return {"rejected": problems(error)}
+    try:
+        answer = services().outcomes.report(report)
+    except NotFound:
+        logger.error("outcome for an unknown agent dropped", extra={"agent_id": report.agent_id})
+        metrics.count(Metric.AGENT_REQUESTS_REFUSED)
+        return {"rejected": [f"agent_id: no agent {report.agent_id}"]}
+    except StoreError as error:
+        raise OutcomeNotCounted(str(error)) from error
+    metrics.count(Metric.AGENT_REQUESTS)
+    return answer.model_dump(mode="json")
+
+
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     metrics = CallMetrics()
     try:
+        if isinstance(event, dict) and event.get("detail-type") == OUTCOME_DETAIL_TYPE:
+            return from_eventbridge(event, metrics)
         if isinstance(event, dict) and "http" in (event.get("requestContext") or {}):
             app.context["metrics"] = metrics
             answer: dict[str, Any] = app.resolve(event, context)

@@ -26,7 +26,7 @@ from rapport.models import (
 )
 from rapport.pools import Directory, PooledAgent, seated
 from rapport.store import ConditionFailed, StoreError
-from rapport.store.agents import AgentStore, Pool
+from rapport.store.agents import AgentStore, OutcomeStore, Pool
 from rapport.store.layout import POOL_MAX_AGENTS, pool_fits
 
 WRITE_ROUNDS = 10
@@ -87,6 +87,42 @@ class StatusChange(BaseModel):
     status: Status
     reason: str = Field(default="", max_length=200)
     """Why, for people reading `rapport agents get` later ("lunch", "training")."""
+
+
+CallId = Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")]
+
+
+class ProductOutcome(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    product: ProductId
+    sale: bool
+    value: float | None = Field(default=None, ge=0, le=10_000_000)
+    """What the sale was worth, in the shop's currency (kept with the outcome, not used in ranking)."""
+
+
+class OutcomeReport(BaseModel):
+    """What became of one call, per product, as a CRM reports it. Keyed by the call id (the decision
+    id the agent's screen and the decision record carry): the same outcome sent again counts once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    call_id: CallId
+    agent_id: AgentId
+    """The agent who took the call."""
+    outcomes: list[ProductOutcome] = Field(min_length=1, max_length=20)
+
+
+class OutcomeResult(BaseModel):
+    product: str
+    status: str
+    """`counted`, or `duplicate` when this call's outcome for the product was counted before."""
+
+
+class OutcomeAnswer(BaseModel):
+    call_id: str
+    agent_id: str
+    results: list[OutcomeResult]
 
 
 class NotFound(Exception):
@@ -308,6 +344,39 @@ class AgentAdmin:
         except ConditionFailed as gone:
             raise NotFound(agent_id) from gone
         return self.get(agent_id)
+
+
+class Outcomes:
+    """Outcomes of calls, fed into the agents' records that ranking learns from."""
+
+    def __init__(self, store: OutcomeStore, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+
+    def report(self, report: OutcomeReport) -> OutcomeAnswer:
+        now = self._clock()
+        results = []
+        for outcome in report.outcomes:
+            results.append(OutcomeResult(product=outcome.product, status=self._count(report, outcome, now)))
+        return OutcomeAnswer(call_id=report.call_id, agent_id=report.agent_id, results=results)
+
+    def _count(self, report: OutcomeReport, outcome: ProductOutcome, now: float) -> str:
+        for round_ in range(WRITE_ROUNDS):
+            agent = self._store.stored(report.agent_id)
+            if agent is None:
+                raise NotFound(report.agent_id)
+            pool = self._store.pool_now(agent.pool, now)
+            try:
+                self._store.count_outcome(
+                    agent, pool, report.call_id, outcome.product, outcome.sale, outcome.value, now
+                )
+            except ConditionFailed:
+                if self._store.outcome_known(report.call_id, outcome.product):
+                    return "duplicate"
+                _back_off(round_)  # the roster changed meanwhile: read again
+                continue
+            return "counted"
+        raise StoreError("the roster kept changing meanwhile; try again")
 
 
 def _back_off(round_: int) -> None:

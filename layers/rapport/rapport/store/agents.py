@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import boto3
 from botocore.config import Config
@@ -63,7 +63,7 @@ class AgentStore(DynamoStore):
     """rapport's table, as the agents API and `rapport agents` use it."""
 
     @classmethod
-    def for_table(cls, table_name: str, config: Config = AGENTS_CONFIG) -> AgentStore:
+    def for_table(cls, table_name: str, config: Config = AGENTS_CONFIG) -> Self:
         return cls(boto3.session.Session().client("dynamodb", config=config), table_name)
 
     # -- reading ------------------------------------------------------------------------------------------
@@ -295,3 +295,86 @@ class AgentStore(DynamoStore):
             ),
         ]
         self._transact(actions)
+
+
+OUTCOME_PREFIX = "OUTCOME#"
+OUTCOME_DAYS = 400
+"""How long an outcome is remembered, so that the same one sent again is recognised (and for reports)."""
+
+
+def outcome_key(call_id: str, product: str) -> dict[str, Any]:
+    return {"pk": {"S": f"{OUTCOME_PREFIX}{call_id}"}, "sk": {"S": product}}
+
+
+class OutcomeStore(AgentStore):
+    """Outcomes of calls, counted once each in the agent's record (their item and their pool's roster)."""
+
+    def outcome_known(self, call_id: str, product: str) -> bool:
+        response = self._call(
+            "get_item",
+            None,
+            TableName=self.table_name,
+            Key=outcome_key(call_id, product),
+            ConsistentRead=True,
+        )
+        return "Item" in response
+
+    def count_outcome(
+        self,
+        agent: Agent,
+        pool: Pool,
+        call_id: str,
+        product: str,
+        sale: bool,
+        value: float | None,
+        at: float,
+    ) -> None:
+        """One transaction: the outcome (only if it is new), the agent's record on their item and in their
+        pool's roster (only if the roster is still the version read). Raises `ConditionFailed` when
+        either condition fails: the caller tells a repeat from a race with `outcome_known`."""
+        stats = agent.stats.get(product)
+        calls, sales = (stats.calls, stats.sales) if stats else (0, 0)
+        calls, sales = calls + 1, sales + int(sale)
+        version_condition, values = _version_condition(pool.version)
+        outcome = {
+            "agent_id": agent.agent_id,
+            "sale": sale,
+            "value": value,
+            "at": at,
+            "expires_at": at + OUTCOME_DAYS * 86_400,
+        }
+        self._transact(
+            [
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": {**outcome_key(call_id, product), **to_item(outcome)},
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": {"pk": {"S": pool_pk(pool.view.pool_id)}, "sk": {"S": ROSTER_SK}},
+                        "UpdateExpression": "SET agents.#a.x.#p = :pair, v = :next",
+                        "ConditionExpression": f"({version_condition}) AND attribute_exists(agents.#a)",
+                        "ExpressionAttributeNames": {"#a": agent.agent_id, "#p": product},
+                        "ExpressionAttributeValues": {
+                            **values,
+                            ":pair": {"L": [{"N": str(calls)}, {"N": str(sales)}]},
+                            ":next": {"N": str((pool.version or 0) + 1)},
+                        },
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": to_item(agent_key(agent.agent_id)),
+                        "UpdateExpression": "SET stats.#p = :stats",
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "ExpressionAttributeNames": {"#p": product},
+                        "ExpressionAttributeValues": to_item({":stats": {"calls": calls, "sales": sales}}),
+                    }
+                },
+            ]
+        )
