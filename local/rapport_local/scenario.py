@@ -134,6 +134,12 @@ class Expectation(_Strict):
     """Whether the caller was asked in the call if their data may be used."""
 
 
+class CallOutcome(_Strict):
+    product: str
+    sale: bool
+    value: float | None = None
+
+
 class ScenarioCall(_Strict):
     name: str
     from_: str = Field(alias="from")
@@ -145,6 +151,8 @@ class ScenarioCall(_Strict):
     talk_seconds: float = Field(default=180.0, ge=0)
     press: str | None = None
     """The key the caller presses if asked whether their data may be used (none: no answer)."""
+    outcome: CallOutcome | None = None
+    """What the call ended in, posted through AgentsFunction (as a CRM would) for the agent who took it."""
     expect: Expectation | None = None
 
 
@@ -479,6 +487,8 @@ class ScenarioPlayer:
             result.failures.append("the caller was left in silence: no action to take")
             break
         self._explain(spec, call.transaction_id, result)
+        if spec.outcome is not None:
+            self._post_outcome(spec.outcome, call.transaction_id, result)
         self._compare(spec, result)
         return result
 
@@ -506,6 +516,24 @@ class ScenarioPlayer:
         ):
             result.failures.append(f"after {gone} hung up, the other leg was not hung up")
         return None
+
+    def _post_outcome(self, outcome: CallOutcome, call_id: str, result: CallResult) -> None:
+        """Report what the call ended in, as a CRM would, for the agent who took it."""
+        if result.agent is None:
+            result.failures.append("an outcome was given, but no agent took the call")
+            return
+        body = {
+            "call_id": call_id,
+            "agent_id": result.agent,
+            "outcomes": [outcome.model_dump(exclude_none=True)],
+        }
+        answer = self.invoke(http_request("/outcomes", body), self.agents_function)
+        if answer.get("statusCode") != 200:
+            result.failures.append(f"/outcomes answered {answer.get('statusCode')}: {answer.get('body')}")
+            return
+        status = json.loads(answer["body"])["results"][0]["status"]
+        what = "a sale" if outcome.sale else "no sale"
+        result.reasons.append(f"outcome: {what} of `{outcome.product}`, {status} for `{result.agent}`")
 
     def _explain(self, spec: ScenarioCall, transaction_id: str, result: CallResult) -> None:
         record = self.store.decision(caller_key(spec.from_, self.pepper), transaction_id)
