@@ -32,6 +32,7 @@ from rapport.store.dynamodb import DynamoStore
 from rapport.store.privacy import PrivacyStore
 from rapport.store.timing import recording_requests, requests_so_far
 from rapport.telemetry import CallMetrics, Metric
+from screen_pop import screen_pop
 from sip_context import read_sip_context
 from sma_actions import (
     Action,
@@ -95,7 +96,9 @@ def _caller_id(settings: Settings, event: SmaEvent, caller: str | None = None) -
     return (caller or normalise(leg.to)) if leg else None
 
 
-def _bridge(settings: Settings, event: SmaEvent, endpoint: BridgeEndpoint) -> list[Action]:
+def _bridge(
+    settings: Settings, event: SmaEvent, endpoint: BridgeEndpoint, headers: dict[str, str] | None = None
+) -> list[Action]:
     caller = event.caller_number
     caller_id = _caller_id(settings, event, caller.e164 if caller else None)
     if caller_id is None:
@@ -103,7 +106,10 @@ def _bridge(settings: Settings, event: SmaEvent, endpoint: BridgeEndpoint) -> li
         return _closing(event, settings.fallback_message)
     return [
         CallAndBridge(
-            CallTimeoutSeconds=settings.ring_timeout_seconds, CallerIdNumber=caller_id, Endpoints=[endpoint]
+            CallTimeoutSeconds=settings.ring_timeout_seconds,
+            CallerIdNumber=caller_id,
+            Endpoints=[endpoint],
+            SipHeaders=headers or None,
         )
     ]
 
@@ -156,6 +162,8 @@ def _routed(route: Route, settings: Settings, event: SmaEvent) -> list[Action]:
             endpoint = BridgeEndpoint(
                 BridgeEndpointType="AWS", Uri=route.endpoint.address, Arn=settings.voice_connector_arn
             )
+            headers = screen_pop(route.state.record, route.state.agent_id, route.state.mode)
+            return _bridge(settings, event, endpoint, headers)
         return _bridge(settings, event, endpoint)
     if route.kind is RouteKind.FALLBACK_NUMBER and route.number:
         return _bridge(settings, event, BridgeEndpoint(BridgeEndpointType="PSTN", Uri=route.number))

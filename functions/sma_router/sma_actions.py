@@ -31,6 +31,8 @@ class CallAndBridge(_Parameters):
     CallTimeoutSeconds: int = Field(ge=1, le=120)
     CallerIdNumber: str
     Endpoints: list[BridgeEndpoint] = Field(min_length=1, max_length=1)
+    SipHeaders: dict[str, str] | None = None
+    """`x-` headers for the bridged party (Voice Connector bridges), at most 2,048 characters in all."""
 
 
 class Speech(_Parameters):

@@ -57,6 +57,25 @@ def _call_and_bridge(parameters: dict[str, Any]) -> list[str]:
             problems.append("AWS endpoint Uri must be 1-30 allowed characters")
     else:
         problems.append(f"unknown BridgeEndpointType {kind!r}")
+    return problems + _sip_headers(parameters.get("SipHeaders"))
+
+
+def _sip_headers(headers: object) -> list[str]:
+    """`SipHeaders` of a bridge: `x-` headers (not `X-AMZN`), `User-to-User` or `Diversion`, string values,
+    at most 2,048 characters in all."""
+    if headers is None:
+        return []
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        return ["CallAndBridge.SipHeaders must map header names to strings"]
+    problems = []
+    for name in headers:
+        lowered = str(name).lower()
+        if lowered.startswith("x-amzn"):
+            problems.append(f"SipHeaders: {name} is reserved")
+        elif not (lowered.startswith("x-") or lowered in ("user-to-user", "diversion")):
+            problems.append(f"SipHeaders: {name} is not an x- header, User-to-User or Diversion")
+    if sum(len(str(name)) + len(value) for name, value in headers.items()) > 2048:
+        problems.append("SipHeaders: more than 2,048 characters")
     return problems
 
 

@@ -64,9 +64,14 @@ def test_sample_gets_a_response_the_sma_accepts(router: LocalFunction, sample: P
 @pytest.mark.usefixtures("roster")
 @pytest.mark.parametrize("name", ["new_inbound_call.json", "new_inbound_call_sip_headers.json"])
 def test_new_call_is_bridged_to_an_agent(router: LocalFunction, name: str) -> None:
-    response = router.invoke(load(name))
+    event = load(name)
+    response = router.invoke(event)
     assert bridge_target(response) in {"berlin-07", "hamburg-02", "munich-01", "spare-01"}
     assert response["TransactionAttributes"]["rp_stage"] == "agent"
+    # The agent's phone is told the decision id, which the CRM posts the call's outcome with.
+    headers = actions_of(response, "CallAndBridge")[0]["SipHeaders"]
+    assert headers["x-rapport-decision"] == event["CallDetails"]["TransactionId"]
+    assert headers["x-rapport-agent"] == bridge_target(response)
 
 
 @pytest.mark.usefixtures("roster")

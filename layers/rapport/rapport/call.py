@@ -121,7 +121,7 @@ class InboundCall:
     region: str | None = None
     """The caller's jurisdiction as their number tells it (ISO 3166), if it can."""
     dialled: str | None = None
-    """The originally dialled number, when a `Diversion` names it (not used for routing yet)."""
+    """The originally dialled number, when a `Diversion` names it (kept in the decision record)."""
     live_products: Sequence[str] = field(default_factory=tuple)
 
 
