@@ -422,15 +422,20 @@ def test_agents_function_answers_its_openapi_routes_on_an_iam_api_and_holds_no_c
     resources: dict[str, Any],
 ) -> None:
     function = resources["AgentsFunction"]["Properties"]
-    apis = {e["Properties"]["ApiId"]["Ref"] for e in function["Events"].values()}
+    events = function["Events"].values()
+    apis = {e["Properties"]["ApiId"]["Ref"] for e in events if e["Type"] == "HttpApi"}
     assert all(resources[api]["Properties"]["Auth"]["DefaultAuthorizer"] == "AWS_IAM" for api in apis)
+    rules = [e["Properties"] for e in events if e["Type"] == "EventBridgeRule"]
+    assert rules == [{"EventBusName": {"Ref": "SignalsBus"}, "Pattern": {"detail-type": ["rapport.outcome"]}}]
     actions = {
         action
         for statement in policy_statements(resources["AgentsFunction"])
         for action in actions_of(statement)
     }
-    assert all(action.startswith("dynamodb:") for action in actions)
+    # The table, and the dead-letter queue for outcome events that could not be counted; no secret.
+    assert {action.split(":")[0] for action in actions} == {"dynamodb", "sqs"}
     assert "dynamodb:Scan" not in actions
+    assert {action for action in actions if action.startswith("sqs:")} == {"sqs:SendMessage"}
     template = load_template(TEMPLATE)
     assert template["Parameters"]["AwayAfterNoAnswers"]["Default"] == 3
     router = resources["SmaRouterFunction"]["Properties"]["Environment"]["Variables"]
