@@ -46,7 +46,9 @@ def router(endpoint: str, table: str) -> LocalFunction:
     """SmaRouterFunction as Lambda runs it (a container of it) over this table."""
     return LocalFunction(
         "SmaRouterFunction",
-        parameters={"AgentVoiceConnectorArn": VOICE_CONNECTOR_ARN},
+        # The bench's no-answers fall on random agents, not on one who is away from the desk: setting
+        # agents away for them would measure a shrinking roster, not the cost of a call.
+        parameters={"AgentVoiceConnectorArn": VOICE_CONNECTOR_ARN, "AwayAfterNoAnswers": "50"},
         resources={"Table": table, "CallerKeySecret": ""},
         environment={**local_environment(endpoint), "POWERTOOLS_LOG_LEVEL": "ERROR"},
     )
