@@ -8,6 +8,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from rapport.store.timing import current_round
+
 READS = {"GetItem", "Query", "BatchGetItem"}
 
 
@@ -20,8 +22,8 @@ class Meter:
     requests: Counter[str] = field(default_factory=Counter)
     reported: float = 0.0
     billed: float = 0.0
-    spans: list[tuple[float, float]] = field(default_factory=list)
-    """When each request started and ended: requests whose spans overlap shared a round trip."""
+    spans: list[tuple[float, float, int | None]] = field(default_factory=list)
+    """When each request started and ended, and the round it was sent in with others (None: alone)."""
 
     def attach(self, client: Any) -> None:
         events = client.meta.events
@@ -35,9 +37,12 @@ class Meter:
     def _count(self, model: Any, context: dict[str, Any], **_: Any) -> None:
         self.requests[model.name] += 1
         context["bench_started"] = time.perf_counter()
+        context["bench_round"] = current_round()
 
     def _add_capacity(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
-        self.spans.append((context.get("bench_started", 0.0), time.perf_counter()))
+        self.spans.append(
+            (context.get("bench_started", 0.0), time.perf_counter(), context.get("bench_round"))
+        )
         consumed = parsed.get("ConsumedCapacity")
         units = sum(
             float(entry.get("CapacityUnits", 0))
@@ -54,10 +59,16 @@ class Meter:
         return sum(self.requests.values()), self.reported, self.billed
 
     def round_trips(self, since: int) -> int:
-        """Round trips among the requests recorded after the first `since`: a request that starts after
-        every earlier one has ended starts a new one."""
+        """Round trips among the requests recorded after the first `since`: requests sent together count
+        as one (they share a round, however late a worker thread started its own), and a request that
+        starts after every earlier one has ended starts a new one."""
+        groups: dict[object, tuple[float, float]] = {}
+        for index, (started, finished, round_) in enumerate(self.spans[since:]):
+            key = round_ if round_ is not None else ("alone", index)
+            first, last = groups.get(key, (started, finished))
+            groups[key] = (min(first, started), max(last, finished))
         rounds, ended = 0, float("-inf")
-        for started, finished in sorted(self.spans[since:]):
+        for started, finished in sorted(groups.values()):
             if started >= ended:
                 rounds += 1
                 ended = finished

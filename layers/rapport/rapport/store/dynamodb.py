@@ -62,7 +62,7 @@ from rapport.store.layout import (
     pool_pk,
     to_item,
 )
-from rapport.store.timing import record
+from rapport.store.timing import one_round, record
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -165,8 +165,11 @@ class DynamoStore:
             return []
         if self._workers is None:
             self._workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rapport-store")
-        futures = [self._workers.submit(contextvars.copy_context().run, request) for request in requests[1:]]
-        results: list[T | StoreError] = [self._outcome(requests[0])]
+        with one_round():
+            futures = [
+                self._workers.submit(contextvars.copy_context().run, request) for request in requests[1:]
+            ]
+            results: list[T | StoreError] = [self._outcome(requests[0])]
         for future in futures:
             try:
                 results.append(future.result(timeout=deadline.remaining()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,3 +52,24 @@ def record(operation: str, started: float, outcome: str) -> None:
     requests = _requests.get()
     if requests is not None:
         requests.append(RequestTiming(operation, (time.perf_counter() - started) * 1000, outcome))
+
+
+# Requests sent together (one round trip, `Store.together`) share a round number, so that whoever counts
+# round trips counts them as one even when a worker thread happens to start its request late.
+_round: ContextVar[int | None] = ContextVar("rapport_store_round", default=None)
+_rounds = itertools.count(1)
+
+
+@contextmanager
+def one_round() -> Iterator[None]:
+    """Mark the requests started inside the block (and in contexts copied from it) as one round trip."""
+    token = _round.set(next(_rounds))
+    try:
+        yield
+    finally:
+        _round.reset(token)
+
+
+def current_round() -> int | None:
+    """The round trip the request about to be sent belongs to, when it was sent with others."""
+    return _round.get()
