@@ -121,7 +121,8 @@ class InboundCall:
     region: str | None = None
     """The caller's jurisdiction as their number tells it (ISO 3166), if it can."""
     dialled: str | None = None
-    """The originally dialled number, when a `Diversion` names it (kept in the decision record)."""
+    """The originally dialled number, when a `Diversion` names it. Not kept: a call forwarded from someone's
+    own phone names that person's number there."""
     live_products: Sequence[str] = field(default_factory=tuple)
 
 

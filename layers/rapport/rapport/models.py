@@ -349,8 +349,6 @@ class DecisionRecord(Stored):
     connected_at: float | None = Field(default=None, alias="tc")
     ended_at: float | None = Field(default=None, alias="te")
     link: LastAgent | None = Field(default=None, alias="link")
-    dialled: str | None = Field(default=None, alias="dn")
-    """The number the caller dialled, when a `Diversion` header named it (the business's own line)."""
     expires_at: float
 
 

@@ -507,7 +507,6 @@ class NewCall:
             interests={product: fact for product, fact in decision.interests.items() if product in kept},
             privacy=self.allowed.facts,
             notes=decision.notes,
-            dialled=self.call.dialled,
             expires_at=self.now + self.allowed.record_days(used_interests) * DAY,
         )
 
