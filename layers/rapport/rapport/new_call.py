@@ -62,10 +62,10 @@ from rapport.store.layout import RECENT_RECORDS
 logger = Logger(service=SERVICE_NAME, child=True)
 
 # Conditional writes a new call may spend on agents that concurrent calls took first.
-MAX_RESERVATION_ATTEMPTS = 8
+MAX_RESERVATION_ATTEMPTS = 12
 # After a lost race the next few candidates are tried in a per-call order: the calls that lost the same
 # race ranked alike, and would otherwise all race again for the same next agent.
-CONTENTION_WINDOW = 4
+CONTENTION_WINDOW = 6
 # Products of the caller's interests whose pools a call looks at.
 TOP_INTERESTS = 2
 # Further pools a call looks at (one round trip) when those it started with have nobody free.
