@@ -21,7 +21,7 @@ from rapport.budget import BudgetSpent, Deadline, enforced
 from rapport.call import CallState, InboundCall, Route, RouteKind, Stage
 from rapport.calls import CallFlow
 from rapport.log_privacy import RedactingFormatter
-from rapport.models import EndpointKind, Note, NoteCode
+from rapport.models import DialledLine, EndpointKind, Note, NoteCode
 from rapport.numbers import normalise
 from rapport.pools import PoolViews
 from rapport.privacy import Prompt, deployed_rules
@@ -215,15 +215,26 @@ def _other_legs(event: SmaEvent) -> list[Action]:
 # -- one function per event type ----------------------------------------------------------------------
 
 
-def _inbound_call(event: SmaEvent, live_products: Sequence[str], dialled: str | None = None) -> InboundCall:
+def _inbound_call(
+    event: SmaEvent, live_products: Sequence[str], line: DialledLine | None = None
+) -> InboundCall:
     caller = event.caller_number
     return InboundCall(
         call_id=event.call_details.transaction_id,
         caller=caller.e164 if caller else None,
         region=caller.region if caller else None,
-        dialled=dialled,
+        line=line,
         live_products=tuple(live_products),
     )
+
+
+def _dialled_line(settings: Settings, event: SmaEvent, diverted_from: str | None) -> DialledLine | None:
+    """The product line the caller dialled: the number a `Diversion` names as first dialled, else the one
+    the call arrived on, if either is one of the deployment's lines. Neither number goes further."""
+    if not settings.dialled_lines:
+        return None
+    leg = event.caller_leg
+    return settings.line_for(diverted_from, normalise(leg.to) if leg else None)
 
 
 def on_new_inbound_call(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
@@ -232,7 +243,7 @@ def on_new_inbound_call(event: SmaEvent, deadline: Deadline, metrics: CallMetric
     headers = read_sip_context(leg.sip_headers if leg else {})
     for problem in headers.problems:
         logger.warning("SIP header ignored", extra={"problem": problem})
-    call = _inbound_call(event, headers.products, headers.dialled)
+    call = _inbound_call(event, headers.products, _dialled_line(svc.settings, event, headers.dialled))
     if _caller_id(svc.settings, event, call.caller) is None:
         # No bridge is possible, so no agent is reserved: the caller hears the message.
         route = svc.flow.fallback(CallState(stage=Stage.FALLBACK), Note(code=NoteCode.NO_CALLER_ID))

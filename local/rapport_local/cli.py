@@ -393,6 +393,8 @@ def _fields(args: argparse.Namespace) -> dict[str, object]:
         fields["languages"] = args.language
     if args.wrap_up is not None:
         fields["wrap_up_seconds"] = args.wrap_up
+    if args.max_calls is not None:
+        fields["max_concurrent_calls"] = args.max_calls
     return fields
 
 
@@ -472,6 +474,13 @@ def _agents_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
         command.add_argument("--product", action="append", metavar="PRODUCT=LEVEL", help="repeatable; 1-5")
         command.add_argument("--language", action="append", metavar="CODE", help="repeatable; de, en…")
         command.add_argument("--wrap-up", type=int, default=None, metavar="SECONDS")
+        command.add_argument(
+            "--max-calls",
+            type=int,
+            default=None,
+            metavar="N",
+            help="calls taken at once (default 1; at most 4)",
+        )
     add.add_argument("--status", choices=["available", "away", "offline"], default="available")
     add.set_defaults(run=agents_add)
     update.set_defaults(run=agents_update)

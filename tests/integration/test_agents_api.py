@@ -225,6 +225,42 @@ def test_status_decides_who_is_offered_calls(agents: LocalFunction, make_router:
     assert ask(agents, "GET", "/agents/only-one")["state"] == "ringing"
 
 
+def test_an_agent_takes_as_many_calls_at_once_as_they_have_lines_and_no_more(
+    agents: LocalFunction, make_router: RouterFactory
+) -> None:
+    body = new_agent("two-lines", max_concurrent_calls=2, wrap_up_seconds=0)
+    added = ask(agents, "POST", "/agents", body, status=201)
+    assert (added["max_concurrent_calls"], [line["state"] for line in added["lines"]]) == (
+        2,
+        ["idle", "idle"],
+    )
+    router = make_router()
+    first, answer_1 = place_call(router, "+12025550101")
+    second, answer_2 = place_call(router, "+12025550102")
+    _, answer_3 = place_call(make_router(), "+12025550103")  # another container: it reads the pool
+    assert bridge_target(answer_1) == bridge_target(answer_2) == "two-lines"
+    assert bridge_target(answer_3) is None and actions_of(answer_3, "Speak")
+    first.bridge_answered(actions_of(answer_1, "CallAndBridge")[0])
+    shown = ask(agents, "GET", "/agents/two-lines")
+    assert (shown["state"], shown["calls_now"], [line["state"] for line in shown["lines"]]) == (
+        "on_call",
+        2,
+        ["on_call", "ringing"],
+    )
+    first.hangup("LEG-A")  # line 1 free again (no wrap-up): the next call takes it
+    _, answer_4 = place_call(make_router(), "+12025550104")
+    assert bridge_target(answer_4) == "two-lines"
+    # One line fewer while both are held: the call on line 2 goes on, and ends without trouble.
+    fewer = ask(agents, "PATCH", "/agents/two-lines", {"max_concurrent_calls": 1})
+    assert (fewer["max_concurrent_calls"], len(fewer["lines"]), fewer["calls_now"]) == (1, 1, 1)
+    second.bridge_answered(actions_of(answer_2, "CallAndBridge")[0])
+    assert actions_of(second.hangup("LEG-A"), "Hangup")
+    ask(agents, "PATCH", "/agents/two-lines", {"max_concurrent_calls": 3})
+    shown = ask(agents, "GET", "/agents/two-lines")
+    assert [line["state"] for line in shown["lines"]] == ["ringing", "idle", "idle"]
+    ask(agents, "PATCH", "/agents/two-lines", {"max_concurrent_calls": 5}, status=400)
+
+
 def test_a_changed_skill_changes_the_next_route(
     agents: LocalFunction, make_router: RouterFactory, store: Any
 ) -> None:
@@ -408,8 +444,14 @@ def test_two_hundred_whole_calls_while_outcomes_and_status_changes_arrive(
     """200 calls at once over 20 agents, each call whole (ring, 1 in 5 unanswered then the next agent,
     talk, hang up), while outcomes of finished calls and status changes arrive at the same time. No agent
     is held by two calls at once, no call is lost, and every agent is available again at the end."""
-    for index in range(20):
-        body = new_agent(f"agent-{index:02d}", products={"smart-tv-q9": 1 + index % 5}, wrap_up_seconds=0)
+    lines = {f"agent-{index:02d}": 2 if index % 5 == 0 else 1 for index in range(20)}
+    for agent_id, most in lines.items():
+        body = new_agent(
+            agent_id,
+            products={"smart-tv-q9": 1 + int(agent_id[-2:]) % 5},
+            wrap_up_seconds=0,
+            max_concurrent_calls=most,
+        )
         ask(agents, "POST", "/agents", body, status=201)
     # Misses are part of the test; setting agents away for them is another test's business.
     routers = [make_router(parameters={"AwayAfterNoAnswers": "50"}) for _ in range(2)]
@@ -480,14 +522,18 @@ def test_two_hundred_whole_calls_while_outcomes_and_status_changes_arrive(
     # No call lost: each reached an agent or heard the closing message, and each left a decision record.
     assert len(answers) == 200 and "?" not in answers
     assert answers.count("agent") >= 20
-    # No agent held by two calls at once: for each agent, one call's hold ends before the next begins.
-    by_agent: dict[str, list[tuple[float, float]]] = {}
+    # No agent held by more calls at once than they have lines (two calls for four of them, one for the
+    # rest): at no moment do more holds overlap.
+    changes: dict[str, list[tuple[float, int]]] = {}
     for agent_id, _, start, end in held:
-        by_agent.setdefault(agent_id, []).append((start, end))
-    for agent_id, spans in by_agent.items():
-        spans.sort()
-        for (_, end), (start, _) in itertools.pairwise(spans):
-            assert start >= end, f"{agent_id} held by two calls at once"
+        changes.setdefault(agent_id, []).extend([(start, 1), (end, -1)])
+    most_at_once: dict[str, int] = {}
+    for agent_id, steps in changes.items():
+        steps.sort()  # at the same instant a hold that ends (-1) is counted before one that begins
+        running = list(itertools.accumulate(step for _, step in steps))
+        most_at_once[agent_id] = max(running)
+        assert most_at_once[agent_id] <= lines[agent_id], f"{agent_id} held by too many calls at once"
+    assert any(most_at_once.get(agent_id, 0) == 2 for agent_id, most in lines.items() if most == 2)
     # Every agent free again (nobody locked by a call), and available once the last status is set.
     for index in range(20):
         ask(agents, "PUT", f"/agents/agent-{index:02d}/status", {"status": "available"})

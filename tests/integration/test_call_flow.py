@@ -3,11 +3,13 @@ last-agent link, release of agents, and the privacy rules that decide what may b
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import pytest
 from builders import DAY, RouterFactory, agent, interest, later, profile, state_of
+from rapport.explain import record_reasons
 from rapport.models import AgentState, AttemptOutcome, Outcome, RoutingMode
 from rapport.numbers import caller_key
 from rapport.pools import call_tag
@@ -204,6 +206,55 @@ def test_product_named_in_a_sip_header_counts_as_live_interest(router: LocalFunc
     mark = call(router, MARK_US, sip_headers={"X-Rapport-Product": "mesh-router-m3"})
     assert bridge_target(mark.new_inbound()) == "hamburg-02"
     assert mode_of(mark) is RoutingMode.INTEREST
+
+
+ROUTER_LINE = "+18005550111"
+LINES = json.dumps(
+    {
+        ROUTER_LINE: {"name": "routers", "products": ["mesh-router-m3"]},
+        "+18005550122": {"name": "headphones", "products": ["x200-headphones"]},
+    }
+)
+
+
+def test_a_dialled_product_line_offers_its_experts_first_without_using_caller_data(
+    make_router: RouterFactory, store: DynamoStore, shop: float
+) -> None:
+    router = make_router(parameters={"DialledLines": LINES})
+    # Jonas never consented to interest routing: his stored headphone interest stays unused, but the line
+    # he dialled is his choice in this call, not data about him.
+    store.put_caller(key(JONAS_DE), profile(), [interest("x200-headphones", 0.95, shop)])
+    jonas = SimulatedCall(router.invoke, JONAS_DE, dialled=ROUTER_LINE)
+    response = jonas.new_inbound()
+    assert bridge_target(response) == "hamburg-02"  # cologne-04 is idle longer, but knows no routers
+    assert mode_of(jonas) is RoutingMode.ANY_AVAILABLE
+    jonas.bridge_answered(bridge_of(response))
+    jonas.hangup("LEG-A")
+    record = store.decision(key(JONAS_DE), jonas.transaction_id)
+    assert record is not None and record.privacy.interests is False
+    assert [(n.code.value, n.detail) for n in record.notes] == [("dialled_line", "routers")]
+    reasons = record_reasons(record)
+    assert "agent `hamburg-02` knows the products of the line dialled" in reasons[0]
+    assert "the caller dialled the `routers` line" in reasons
+    assert ROUTER_LINE not in json.dumps(store.client.scan(TableName=store.table_name)["Items"])
+
+
+def test_a_call_forwarded_from_a_product_line_counts_as_dialling_it(
+    make_router: RouterFactory, store: DynamoStore, shop: float
+) -> None:
+    router = make_router(parameters={"DialledLines": LINES})
+    forwarded = {"Diversion": "<sip:+18005550122@pbx.example.com>;reason=unconditional"}
+    mark = SimulatedCall(router.invoke, MARK_US, sip_headers=forwarded)
+    assert bridge_target(mark.new_inbound()) == "berlin-07"  # the headphone line's best-known, longest idle
+    # A call forwarded from a number that is no line of ours (someone's own phone, say): plain routing,
+    # and the number is kept nowhere.
+    private = {"Diversion": "<sip:+12125550143@carrier.example.com>;reason=no-answer"}
+    ana = SimulatedCall(router.invoke, ANA_BR, sip_headers=private)
+    assert bridge_target(ana.new_inbound()) == "cologne-04"
+    ana.hangup("LEG-A")
+    assert "12125550143" not in json.dumps(store.client.scan(TableName=store.table_name)["Items"])
+    record = store.decision(key(ANA_BR), ana.transaction_id)
+    assert record is not None and record.notes == []
 
 
 def test_hangup_hangs_up_the_other_leg_and_puts_the_agent_into_wrap_up(

@@ -10,6 +10,7 @@ import pytest
 from builders import DAY, agent, interest, profile
 from rapport.budget import Deadline
 from rapport.models import (
+    MAX_CONCURRENT_CALLS,
     AgentState,
     Attempt,
     AttemptOutcome,
@@ -18,8 +19,9 @@ from rapport.models import (
     Outcome,
     Presence,
     RoutingMode,
+    line_key,
 )
-from rapport.pools import call_tag
+from rapport.pools import call_tag, free_line, lines_of
 from rapport.store import AgentTaken, ConditionFailed, LetGo, Store
 from rapport.store.dynamodb import DynamoStore
 from rapport.store.layout import POOL_MAX_AGENTS, encode_record, item_size
@@ -267,6 +269,64 @@ def test_answers_from_writes_and_reads_agree(any_store: Store, two_free: str) ->
     assert {a.agent_id for a in view.agents if a.is_available(NOW)} == {"hamburg-02"}
 
 
+# -- agents who take more than one call at once ------------------------------------------------------------
+
+
+@pytest.fixture
+def two_lines(any_store: Store) -> str:
+    any_store.put_agent(agent("berlin-07", NOW - 600, wrap_up_seconds=45, max_concurrent_calls=2))
+    return pool_of(any_store, "berlin-07")
+
+
+def test_each_line_is_held_by_one_call_and_a_third_call_finds_both_taken(
+    any_store: Store, two_lines: str
+) -> None:
+    any_store.reserve(two_lines, "berlin-07", OTHER, NOW, NOW + 35, deadline())
+    with pytest.raises(AgentTaken) as taken:
+        any_store.reserve(two_lines, "berlin-07", TAG, NOW, NOW + 35, deadline())
+    assert free_line(taken.value.seats, "berlin-07", TAG, NOW) == 2
+    any_store.reserve(two_lines, "berlin-07~2", TAG, NOW, NOW + 35, deadline())
+    with pytest.raises(AgentTaken):
+        any_store.reserve(two_lines, "berlin-07~2", call_tag("a third call"), NOW, NOW + 35, deadline())
+    view = any_store.pool(two_lines, NOW, deadline())
+    (seen,) = view.agents
+    assert not seen.is_available(NOW) and seen.line_for(NOW, TAG) == 2
+    assert [seat.held_by for _, seat in lines_of(view.seats, "berlin-07")] == [OTHER, TAG]
+
+
+def test_the_agents_presence_decides_for_every_line(any_store: Store, two_lines: str) -> None:
+    any_store.set_away(two_lines, "berlin-07", "lunch", NOW, deadline())
+    for line in ("berlin-07", "berlin-07~2"):
+        with pytest.raises(AgentTaken):
+            any_store.reserve(two_lines, line, TAG, NOW, NOW + 35, deadline())
+    assert not any(a.is_available(NOW) for a in any_store.pool(two_lines, NOW, deadline()).agents)
+
+
+def test_a_miss_on_any_line_counts_for_the_agent_and_wrap_up_is_the_agents(
+    any_store: Store, two_lines: str
+) -> None:
+    any_store.reserve(two_lines, "berlin-07~2", TAG, NOW, NOW + 35, deadline())
+    in_a_row = any_store.let_go(two_lines, LetGo("berlin-07~2", missed=True), TAG, NOW + 20, deadline())
+    assert in_a_row == 1
+    any_store.reserve(two_lines, "berlin-07~2", OTHER, NOW + 21, NOW + 56, deadline())
+    any_store.connect(two_lines, "berlin-07~2", OTHER, NOW + 25, deadline())
+    first = any_store.agent("berlin-07")
+    assert first is not None and first.no_answers == 0  # answered: the count starts afresh
+    any_store.release(two_lines, "berlin-07~2", OTHER, NOW + 100, True, deadline())
+    seat = any_store.pool(two_lines, NOW + 100, deadline()).seats["berlin-07~2"]
+    assert seat.state is AgentState.WRAP_UP and seat.busy_until == pytest.approx(NOW + 145)
+
+
+def test_a_free_agent_comes_before_one_on_a_call_on_another_line(any_store: Store) -> None:
+    any_store.put_agent(agent("berlin-07", NOW - 900, max_concurrent_calls=2))
+    any_store.put_agent(agent("hamburg-02", NOW - 300))
+    pool = pool_of(any_store, "berlin-07")
+    any_store.reserve(pool, "berlin-07", OTHER, NOW, NOW + 35, deadline())
+    agents = {a.agent_id: a for a in any_store.pool(pool, NOW, deadline()).agents}
+    assert agents["berlin-07"].is_available(NOW) and agents["hamburg-02"].is_available(NOW)
+    assert agents["hamburg-02"].idle_since < agents["berlin-07"].idle_since
+
+
 # -- what DynamoDB bills: the sizes the design counts on ----------------------------------------------------
 
 
@@ -288,6 +348,35 @@ def test_a_full_pool_costs_one_write_unit_per_reservation(dynamodb_endpoint: str
     for index, member in enumerate(members):  # every seat held, at its widest
         store.reserve(pool, member.agent_id, call_tag(f"call-{index}"), NOW, NOW + 9999, deadline())
     assert consumed and set(consumed) == {1.0}
+
+
+def test_a_pool_of_agents_with_every_line_taken_still_costs_one_write_unit(
+    dynamodb_endpoint: str, table: str
+) -> None:
+    store = DynamoStore(local_client(dynamodb_endpoint), table)
+    lines = MAX_CONCURRENT_CALLS
+    roster = [
+        agent(f"{'y' * 20}-{i:02d}", NOW - i, wrap_up_seconds=3600, max_concurrent_calls=lines)
+        for i in range(POOL_MAX_AGENTS)
+    ]
+    store.load_roster(roster)
+    pool = pool_of(store, roster[0].agent_id)
+    members = [a for a in roster if pool_of(store, a.agent_id) == pool]
+    assert 1 < len(members) < POOL_MAX_AGENTS  # lines take room: fewer agents per pool
+    consumed: list[float] = []
+    store.client.meta.events.register(
+        "provide-client-params.dynamodb.UpdateItem",
+        lambda params, **_: params.update(ReturnConsumedCapacity="TOTAL"),
+    )
+    store.client.meta.events.register(
+        "after-call.dynamodb.UpdateItem",
+        lambda parsed, **_: consumed.append(parsed.get("ConsumedCapacity", {}).get("CapacityUnits", 0.0)),
+    )
+    for index, member in enumerate(members):
+        for line in range(1, lines + 1):
+            key = line_key(member.agent_id, line)
+            store.reserve(pool, key, call_tag(f"call-{index}-{line}"), NOW, NOW + 9999, deadline())
+    assert len(consumed) == len(members) * lines and set(consumed) == {1.0}
 
 
 def test_a_typical_decision_record_fits_one_write_unit() -> None:

@@ -613,3 +613,39 @@ def test_a_record_keeps_the_words_of_the_two_strongest_interests_only_and_stays_
         expires_at=NOW + 180 * DAY,
     )
     assert item_size(encode_record(record)) <= 1024
+
+
+# -- the line the caller dialled -------------------------------------------------------------------------
+
+
+def test_the_dialled_lines_experts_come_first_among_the_longest_idle_without_caller_data() -> None:
+    agents = [
+        agent("idle-longest", idle_minutes=90),
+        agent("router-b", idle_minutes=20, knows={"m3": 2}),
+        agent("router-a", idle_minutes=40, knows={"m3": 5}),
+        agent("tv", idle_minutes=60, knows={"q9": 5}),
+    ]
+    decision = choose_agent(
+        agents=agents,
+        context=CallerContext(interests=[interest("q9", 0.9)]),
+        permissions=german_caller(),  # no consent: the stored interest in q9 is not looked at
+        live_interests=[],
+        call_tag=CALL_ID,
+        now=NOW,
+        line_products=("m3",),
+    )
+    assert order(decision) == ["router-a", "router-b", "idle-longest", "tv"]
+    assert set(modes(decision)) == {RoutingMode.ANY_AVAILABLE}
+    assert [c.for_line for c in decision.candidates] == [True, True, False, False]
+    assert "knows the products of the line dialled" in candidate_reasons(decision.candidates[0], {}, NOW)[0]
+    assert (
+        "kennt die Produkte der gewählten Rufnummer"
+        in candidate_reasons(decision.candidates[0], {}, NOW, language="de")[0]
+    )
+
+
+def test_without_a_dialled_line_the_longest_idle_comes_first() -> None:
+    agents = [agent("idle-longest", idle_minutes=90), agent("router-a", idle_minutes=40, knows={"m3": 5})]
+    decision = route(agents, allowed=german_caller())
+    assert order(decision) == ["idle-longest", "router-a"]
+    assert not any(c.for_line for c in decision.candidates)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
@@ -17,6 +17,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from rapport.models import (
+    MAX_CONCURRENT_CALLS,
     Agent,
     AgentEndpoint,
     AgentId,
@@ -24,7 +25,7 @@ from rapport.models import (
     ProductId,
     Proficiency,
 )
-from rapport.pools import Directory, PooledAgent, seated
+from rapport.pools import Directory, PooledAgent, Seat, lines_of, seat_of, seated
 from rapport.store import ConditionFailed, StoreError
 from rapport.store.agents import AgentStore, OutcomeStore, Pool
 from rapport.store.layout import POOL_MAX_AGENTS, pool_fits
@@ -66,6 +67,8 @@ class NewAgent(BaseModel):
     languages: list[LanguageCode] = Field(default_factory=list, max_length=10)
     wrap_up_seconds: int = Field(default=30, ge=0, le=3600)
     """After a call, how long before the agent is offered the next one."""
+    max_concurrent_calls: int = Field(default=1, ge=1, le=MAX_CONCURRENT_CALLS)
+    """Calls the agent takes at once. Each is a line of its own: ringing, on call, wrap-up."""
     status: Status = Status.AVAILABLE
 
 
@@ -79,6 +82,7 @@ class AgentChange(BaseModel):
     products: dict[ProductId, Proficiency] | None = Field(default=None, max_length=20)
     languages: list[LanguageCode] | None = Field(default=None, max_length=10)
     wrap_up_seconds: int | None = Field(default=None, ge=0, le=3600)
+    max_concurrent_calls: int | None = Field(default=None, ge=1, le=MAX_CONCURRENT_CALLS)
 
 
 class StatusChange(BaseModel):
@@ -142,6 +146,15 @@ class Record(BaseModel):
     sales: int
 
 
+class LineView(BaseModel):
+    """One of an agent's lines: a call it may take at once."""
+
+    line: int
+    state: str
+    """`idle`, `ringing` (held for a call), `on_call` or `wrap_up`."""
+    busy_until: str | None
+
+
 class AgentView(BaseModel):
     """An agent as the API shows them: who, where, what they know, and where they stand right now."""
 
@@ -151,13 +164,18 @@ class AgentView(BaseModel):
     products: dict[str, int]
     languages: list[str]
     wrap_up_seconds: int
+    max_concurrent_calls: int
     status: Status
     status_reason: str | None
     status_at: str | None
     state: str
-    """`idle`, `ringing` (held for a call), `on_call` or `wrap_up`."""
+    """`idle`, `ringing` (held for a call), `on_call` or `wrap_up`: the busiest of the agent's lines."""
     on_a_call: bool
+    calls_now: int
+    """Lines a call holds right now (ringing or talking)."""
     busy_until: str | None
+    """When the busiest line is free again, while one is busy."""
+    lines: list[LineView]
     idle_since: str | None
     no_answers_in_a_row: int
     record: dict[str, Record]
@@ -178,8 +196,22 @@ class Removal(BaseModel):
     """The call goes on to its end; its hang-up finds the agent gone and lets go of nobody."""
 
 
-def view(agent: Agent, now: float) -> AgentView:
-    held = agent.busy_until > now
+_BUSIEST = {"on_call": 3, "ringing": 2, "wrap_up": 1, "idle": 0}
+
+
+def _line_state(seat: Seat, now: float) -> str:
+    return seat.state.value if seat.busy_until > now else "idle"
+
+
+def view(agent: Agent, lines: Sequence[Seat], now: float) -> AgentView:
+    """`agent` as stored, with their lines (`rapport.pools.lines_of`; the first carries their presence)."""
+    if lines:
+        agent = seated(agent, lines[0])
+    else:
+        lines = [seat_of(agent)]
+    busy = [seat for seat in lines if seat.busy_until > now]
+    busiest = max(busy, key=lambda seat: (_BUSIEST[seat.state.value], seat.busy_until), default=None)
+    holding = [seat for seat in busy if seat.held_by is not None]
     return AgentView(
         agent_id=agent.agent_id,
         name=agent.name,
@@ -187,12 +219,22 @@ def view(agent: Agent, now: float) -> AgentView:
         products=dict(agent.proficiency),
         languages=list(agent.languages),
         wrap_up_seconds=agent.wrap_up_seconds,
+        max_concurrent_calls=agent.max_concurrent_calls,
         status=STATUS_OF[agent.presence],
         status_reason=agent.status_reason or None,
         status_at=iso(agent.status_at),
-        state=agent.state.value if held else "idle",
-        on_a_call=held and agent.reserved_by is not None,
-        busy_until=iso(agent.busy_until) if held else None,
+        state=busiest.state.value if busiest is not None else "idle",
+        on_a_call=bool(holding),
+        calls_now=len(holding),
+        busy_until=iso(busiest.busy_until) if busiest is not None else None,
+        lines=[
+            LineView(
+                line=line,
+                state=_line_state(seat, now),
+                busy_until=iso(seat.busy_until) if seat.busy_until > now else None,
+            )
+            for line, seat in enumerate(lines, start=1)
+        ],
         idle_since=iso(agent.idle_since),
         no_answers_in_a_row=agent.no_answers,
         record={p: Record(calls=s.calls, sales=s.sales) for p, s in sorted(agent.stats.items())},
@@ -210,10 +252,12 @@ class AgentAdmin:
     # -- reading ------------------------------------------------------------------------------------------
 
     def get(self, agent_id: str) -> AgentView:
-        agent = self._store.agent(agent_id)
+        agent = self._store.stored(agent_id)
         if agent is None:
             raise NotFound(agent_id)
-        return view(agent, self._clock())
+        now = self._clock()
+        seats = self._store.pool_now(agent.pool, now).view.seats
+        return view(agent, [seat for _, seat in lines_of(seats, agent_id)], now)
 
     def list(self, limit: int = 50, after: str | None = None) -> AgentPage:
         """A page of agents, by pool and then by id; `next` continues where it ends (None: nothing
@@ -238,7 +282,7 @@ class AgentAdmin:
                 break
         stored = self._store.many([member.agent_id for member in page])
         agents = [
-            view(seated(stored[member.agent_id], member.seat), now)
+            view(stored[member.agent_id], [member.seat, *member.more_lines], now)
             for member in page
             if member.agent_id in stored
         ]
@@ -258,6 +302,7 @@ class AgentAdmin:
             presence=PRESENCE_OF[new.status],
             idle_since=now,
             wrap_up_seconds=new.wrap_up_seconds,
+            max_concurrent_calls=new.max_concurrent_calls,
             status_reason="added",
             status_at=now,
         )
@@ -324,13 +369,13 @@ class AgentAdmin:
             if stored is None:
                 raise NotFound(agent_id)
             pool = self._store.pool_now(stored.pool, now)
-            seat = pool.view.seats.get(agent_id)
+            lines = lines_of(pool.view.seats, agent_id)
             try:
                 self._store.delete(agent_id, pool)
             except ConditionFailed:
                 _back_off(round_)
                 continue
-            on_call = seat is not None and seat.held_by is not None and seat.busy_until > now
+            on_call = any(seat.held_by is not None and seat.busy_until > now for _, seat in lines)
             return Removal(agent_id=agent_id, removed=True, was_on_a_call=on_call)
         raise StoreError("the roster kept changing meanwhile; try again")
 
@@ -392,6 +437,7 @@ def _agents_of(pool: Pool) -> list[Agent]:
             endpoint=member.endpoint,
             proficiency=dict(member.proficiency),
             stats=dict(member.stats),
+            max_concurrent_calls=1 + len(member.more_lines),
         )
         for member in pool.view.agents
     ]

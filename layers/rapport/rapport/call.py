@@ -17,6 +17,7 @@ from rapport.models import (
     AttemptOutcome,
     Candidate,
     DecisionRecord,
+    DialledLine,
     Note,
     Outcome,
     RoutingMode,
@@ -120,9 +121,9 @@ class InboundCall:
     caller: str | None
     region: str | None = None
     """The caller's jurisdiction as their number tells it (ISO 3166), if it can."""
-    dialled: str | None = None
-    """The originally dialled number, when a `Diversion` names it. Not kept: a call forwarded from someone's
-    own phone names that person's number there."""
+    line: DialledLine | None = None
+    """The product line the caller dialled, when the number is one of the deployment's lines. The number
+    itself is not kept: one a `Diversion` names may be someone's own phone that forwarded the call."""
     live_products: Sequence[str] = field(default_factory=tuple)
 
 

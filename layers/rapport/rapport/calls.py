@@ -15,6 +15,7 @@ from rapport import SERVICE_NAME
 from rapport.budget import Deadline
 from rapport.call import CallState, InboundCall, Route, RouteKind, Stage, fallback
 from rapport.models import (
+    MAX_CONCURRENT_CALLS,
     AgentEndpoint,
     Attempt,
     AttemptOutcome,
@@ -25,10 +26,11 @@ from rapport.models import (
     NoteCode,
     Outcome,
     Presence,
+    line_key,
 )
 from rapport.new_call import NewCall
 from rapport.numbers import PhoneNumber, caller_key
-from rapport.pools import PoolView, PoolViews, call_tag
+from rapport.pools import PoolView, PoolViews, call_tag, free_line
 from rapport.privacy import Rules
 from rapport.rights import PrivacyRights, Unavailable
 from rapport.routing import RoutingPolicy
@@ -163,25 +165,23 @@ class CallFlow:
         hold = now + self._hold_seconds
         for candidate in state.pending():
             shared = candidate.pool == missed.pool
+            let_go = LetGo(missed.seat_key, missed=True) if shared else None
             try:
-                let_go = LetGo(missed.agent_id, missed=True) if shared else None
-                endpoint, in_a_row = self._reserve_next(candidate, let_go, tag, now, hold, deadline)
-            except AgentTaken as taken:
-                logger.info("failover agent taken", extra={"agent_id": candidate.agent_id})
-                if taken.seats:
-                    self._views.remember_seats(candidate.pool, taken.seats, now)
-                continue
+                taken = self._take(candidate, let_go, tag, now, hold, deadline)
             except StoreUnavailable as failure:
                 return self.fallback(state, Note(code=NoteCode.RESERVATION_FAILED, detail=str(failure)))
-            # This container's view follows its own writes, or its next calls would see them busy.
-            self._views.remember_change(candidate.pool, candidate.agent_id, lambda seat: seat.held(tag, hold))
+            if taken is None:
+                continue
+            line, endpoint, in_a_row = taken
             if shared:
                 self._views.remember_change(
-                    missed.pool, missed.agent_id, lambda seat: seat.let_go(now, missed=True)
+                    missed.pool, missed.seat_key, lambda seat: seat.let_go(now, missed=True)
                 )
             else:
                 in_a_row = self._release_missed(missed, tag, now, deadline)
-            attempt = Attempt(agent_id=candidate.agent_id, mode=candidate.mode, pool=candidate.pool, at=now)
+            attempt = Attempt(
+                agent_id=candidate.agent_id, mode=candidate.mode, pool=candidate.pool, line=line, at=now
+            )
             return Route(
                 RouteKind.AGENT,
                 state.model_copy(
@@ -216,9 +216,42 @@ class CallFlow:
         )
         return missed.agent_id
 
+    def _take(
+        self,
+        candidate: Candidate,
+        let_go: LetGo | None,
+        tag: str,
+        now: float,
+        hold: float,
+        deadline: Deadline,
+    ) -> tuple[int, AgentEndpoint, int | None] | None:
+        """Hold a free line of a failover candidate: (line, where they ring, the let-go agent's misses in
+        a row), or None when a concurrent call took them (every line of theirs)."""
+        view = self._views.view(candidate.pool, now)
+        line = free_line(view.seats, candidate.agent_id, tag, now) if view is not None else 1
+        for _ in range(MAX_CONCURRENT_CALLS):
+            try:
+                endpoint, in_a_row = self._reserve_next(candidate, line, let_go, tag, now, hold, deadline)
+            except AgentTaken as taken:
+                logger.info("failover agent taken", extra={"agent_id": candidate.agent_id, "line": line})
+                if not taken.seats:
+                    return None
+                self._views.remember_seats(candidate.pool, taken.seats, now)
+                other = free_line(taken.seats, candidate.agent_id, tag, now)
+                if other == line or not taken.seats[line_key(candidate.agent_id, other)].free_for(tag, now):
+                    return None
+                line = other
+                continue
+            # This container's view follows its own writes, or its next calls would see them busy.
+            key = line_key(candidate.agent_id, line)
+            self._views.remember_change(candidate.pool, key, lambda seat: seat.held(tag, hold))
+            return line, endpoint, in_a_row
+        return None
+
     def _reserve_next(
         self,
         candidate: Candidate,
+        line: int,
         let_go: LetGo | None,
         tag: str,
         now: float,
@@ -229,8 +262,10 @@ class CallFlow:
         or, when it has none, by reading the pool in the same round trip. Also: the let-go agent's calls
         not answered in a row, when one was let go in the same write."""
 
+        key = line_key(candidate.agent_id, line)
+
         def reserve() -> int | None:
-            return self._store.reserve(candidate.pool, candidate.agent_id, tag, now, hold, deadline, let_go)
+            return self._store.reserve(candidate.pool, key, tag, now, hold, deadline, let_go)
 
         members = self._views.members(candidate.pool, now)
         if members is None:
@@ -254,12 +289,12 @@ class CallFlow:
         """Free the agent who did not answer; their calls not answered in a row, when known."""
         try:
             in_a_row = self._store.let_go(
-                missed.pool, LetGo(missed.agent_id, missed=True), tag, now, deadline
+                missed.pool, LetGo(missed.seat_key, missed=True), tag, now, deadline
             )
         except StoreError as error:
             logger.warning("release after no answer failed", extra={"error": str(error)})
             return None
-        self._views.remember_change(missed.pool, missed.agent_id, lambda seat: seat.let_go(now, missed=True))
+        self._views.remember_change(missed.pool, missed.seat_key, lambda seat: seat.let_go(now, missed=True))
         return in_a_row
 
     def connected(self, state: CallState, call_id: str, now: float, deadline: Deadline) -> CallState:
@@ -272,9 +307,9 @@ class CallFlow:
         if ringing is None or state.record is None:
             return state
         try:
-            self._store.connect(ringing.pool, ringing.agent_id, call_tag(call_id), now, deadline)
+            self._store.connect(ringing.pool, ringing.seat_key, call_tag(call_id), now, deadline)
             until = now + MAX_CALL_SECONDS
-            self._views.remember_change(ringing.pool, ringing.agent_id, lambda seat: seat.talking(until))
+            self._views.remember_change(ringing.pool, ringing.seat_key, lambda seat: seat.talking(until))
         except ConditionFailed:
             # This call no longer holds the agent (a late or repeated event); the caller did reach them.
             logger.warning(
@@ -314,14 +349,14 @@ class CallFlow:
             return
         talked = state.stage is Stage.CONNECTED
         try:
-            self._store.release(held.pool, held.agent_id, call_tag(call_id), now, talked, deadline)
+            self._store.release(held.pool, held.seat_key, call_tag(call_id), now, talked, deadline)
         except ConditionFailed:
             return  # a repeated HANGUP: released already
         except StoreError as error:
             logger.error("agent not released", extra={"error": str(error), "agent_id": held.agent_id})
             return
         self._views.remember_change(
-            held.pool, held.agent_id, lambda seat: seat.after_call(now) if talked else seat.let_go(now, False)
+            held.pool, held.seat_key, lambda seat: seat.after_call(now) if talked else seat.let_go(now, False)
         )
 
     def ended(self, state: CallState, call_id: str, now: float, deadline: Deadline) -> CallState:

@@ -84,6 +84,7 @@ NOTES: Mapping[Language, Mapping[NoteCode, str]] = {
             "interest data not used: the caller was already routed on it {times} {days} (the policy's cap)"
         ),
         NoteCode.ASKED_IN_CALL: "asked in this call: {answer}",
+        NoteCode.DIALLED_LINE: "the caller dialled the `{detail}` line",
     },
     "de": {
         NoteCode.NO_CALLER_KEY: (
@@ -117,6 +118,7 @@ NOTES: Mapping[Language, Mapping[NoteCode, str]] = {
             " vermittelt (Obergrenze der Richtlinie)"
         ),
         NoteCode.ASKED_IN_CALL: "in diesem Anruf gefragt: {answer}",
+        NoteCode.DIALLED_LINE: "der Anrufer hat die Rufnummer `{detail}` gewählt",
     },
 }
 
@@ -152,6 +154,7 @@ class Words:
     no_calls: str
     evidence: str
     available: str
+    available_for_line: str
     no_call_yet: str
     idle_minutes: str
     idle_hours: str
@@ -196,6 +199,7 @@ WORDS: Mapping[Language, Words] = {
         no_calls="no calls of it yet",
         evidence=' ("{words}")',
         available="agent `{agent}` available, {idle}",
+        available_for_line="agent `{agent}` knows the products of the line dialled, available, {idle}",
         no_call_yet="no call taken yet",
         idle_minutes="idle for {minutes} min",
         idle_hours="idle for {hours} h {minutes} min",
@@ -244,6 +248,9 @@ WORDS: Mapping[Language, Words] = {
         no_calls="noch keine Anrufe dazu",
         evidence=" („{words}“)",
         available="Mitarbeiter `{agent}` verfügbar, {idle}",
+        available_for_line=(
+            "Mitarbeiter `{agent}` kennt die Produkte der gewählten Rufnummer, verfügbar, {idle}"
+        ),
         no_call_yet="noch kein Anruf angenommen",
         idle_minutes="seit {minutes} Min. frei",
         idle_hours="seit {hours} Std. {minutes} Min. frei",
@@ -443,7 +450,8 @@ def candidate_reasons(
             if (fact := interests.get(product)) is not None
         ]
     idle = idle_for(candidate.idle_since, now, language=language)
-    return [words.available.format(agent=candidate.agent_id, idle=idle)]
+    template = words.available_for_line if candidate.for_line else words.available
+    return [template.format(agent=candidate.agent_id, idle=idle)]
 
 
 # -- decisions and records -----------------------------------------------------------------------------

@@ -15,6 +15,21 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 AgentId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,30}$")]
 ProductId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 Proficiency = Annotated[int, Field(ge=1, le=5)]
+MAX_CONCURRENT_CALLS = 4
+"""Calls one agent may take at once, at most (each is a line in their pool's availability item)."""
+LINE_MARK = "~"
+"""Joins an agent id and a line number in the availability item: `anna`, `anna~2`, `anna~3`. Never in an
+agent id, so a line's key always names its agent."""
+
+
+def line_key(agent_id: str, line: int) -> str:
+    """Where line `line` (from 1) of an agent is kept in their pool's availability item."""
+    return agent_id if line <= 1 else f"{agent_id}{LINE_MARK}{line}"
+
+
+def agent_of(key: str) -> str:
+    """The agent a line key belongs to."""
+    return key.split(LINE_MARK, 1)[0]
 
 
 class Model(BaseModel):
@@ -100,6 +115,8 @@ class Agent(Model):
     reserved_by: str | None = None
     """The tag of the call holding the agent (`rapport.pools.call_tag`), while one does."""
     wrap_up_seconds: int = Field(default=30, ge=0, le=3600)
+    max_concurrent_calls: int = Field(default=1, ge=1, le=MAX_CONCURRENT_CALLS)
+    """Calls the agent takes at once (a second line for a consultation or a call waiting, say)."""
     stats: dict[ProductId, ProductStats] = Field(default_factory=dict)
     no_answers: int = 0
     pool: str = ""
@@ -225,6 +242,8 @@ class Candidate(Stored):
     """Interest matches: product → skill."""
     idle_since: float | None = Field(default=None, alias="i")
     """Any-available candidates: how long they have been free."""
+    for_line: bool = Field(default=False, alias="d")
+    """Any-available candidates: they know a product of the line the caller dialled (`DialledLine`)."""
     known_since: float | None = Field(default=None, alias="w")
     """The known agent: when the caller last spoke with them."""
 
@@ -282,9 +301,25 @@ class NoteCode(StrEnum):
     INTEREST_CAP = "interest_cap"
     """Interest data not used: the caller was routed on it as often as the policy allows in its period.
     `detail`: "<times>/<days>", e.g. "3/7"."""
+    DIALLED_LINE = "dialled_line"
+    """The caller dialled one of the deployment's product lines. `detail`: the line's name (never the
+    number)."""
     ASKED_IN_CALL = "asked_in_call"
     """The caller was asked in the call whether their data may be used. `detail`: "yes", "no" or
     "no_answer"."""
+
+
+LineName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,31}$")]
+
+
+class DialledLine(Model):
+    """One of the deployment's own numbers as a product line: callers who dial it are offered, among the
+    agents free longest, those who know its products first (DESIGN.md §5, step 3)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: LineName
+    products: tuple[ProductId, ...] = Field(min_length=1, max_length=3)
 
 
 class Note(Stored):
@@ -315,9 +350,16 @@ class Attempt(Stored):
     agent_id: AgentId = Field(alias="a")
     mode: RoutingMode = Field(alias="m")
     pool: str = Field(default="", alias="p")
+    line: int = Field(default=1, ge=1, le=MAX_CONCURRENT_CALLS, alias="l")
+    """Which of the agent's lines this call holds (see `line_key`)."""
     at: float = Field(alias="t")
     outcome: AttemptOutcome = Field(default=AttemptOutcome.RINGING, alias="o")
     error: str | None = Field(default=None, alias="e")
+
+    @property
+    def seat_key(self) -> str:
+        """The key of the line this attempt holds, in its pool's availability item."""
+        return line_key(self.agent_id, self.line)
 
 
 class Outcome(StrEnum):

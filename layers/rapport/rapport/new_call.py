@@ -42,8 +42,9 @@ from rapport.models import (
     NoteCode,
     ProductStats,
     RoutingMode,
+    line_key,
 )
-from rapport.pools import ANY_POOL, Directory, PooledAgent, PoolView, PoolViews, Seat, call_tag
+from rapport.pools import ANY_POOL, Directory, PooledAgent, PoolView, PoolViews, Seat, call_tag, free_line
 from rapport.privacy import (
     INTEREST_ROUTING,
     KNOWN_AGENT,
@@ -99,10 +100,15 @@ class UnseenAgent:
 
 @dataclass(frozen=True)
 class Held:
-    """An agent and their pool: what a reservation names."""
+    """An agent, their pool and one of their lines: what a reservation names."""
 
     agent_id: str
     pool: str
+    line: int = 1
+
+    @property
+    def key(self) -> str:
+        return line_key(self.agent_id, self.line)
 
 
 @dataclass
@@ -201,6 +207,8 @@ class NewCall:
         ]
         directory = self.views.directory(self.now)
         guide = directory or self.views.last_directory()
+        if self.call.line is not None:
+            self.notes.append(Note(code=NoteCode.DIALLED_LINE, detail=self.call.line.name))
         stale = self._use_fresh(self._pools_for(guide, CallerContext(), live, None)) if guide else []
         requests: list[Callable[[], object]] = []
         if self.key is not None:
@@ -276,8 +284,16 @@ class NewCall:
     ) -> list[str]:
         """The pools a call takes candidates from: those of the top interests' products (where allowed;
         `allowed` None: before the context is known) and the pool this container offers any-available
-        calls from. The last agent's pool is not read ahead: it is read as they are reserved."""
+        calls from (the pool of the dialled line's first product, when the caller dialled one). The last
+        agent's pool is not read ahead: it is read as they are reserved."""
         wanted: list[str] = []
+        line = self.call.line
+        if line is not None:
+            chosen = self.views.pool_for(
+                line.products[0], directory.by_product.get(line.products[0], ()), self.now
+            )
+            if chosen is not None:
+                wanted.append(chosen)
         if allowed is None or allowed.use_interests:
             ranked = current_interests(context.interests, live, self.now, self.policy)
             for product in sorted(ranked, key=lambda p: -ranked[p][0])[:TOP_INTERESTS]:
@@ -353,6 +369,7 @@ class NewCall:
             call_tag=self.tag,
             now=self.now,
             policy=self.policy,
+            line_products=self.call.line.products if self.call.line is not None else (),
         )
         return decision.model_copy(update={"notes": [*notes, *decision.notes]})
 
@@ -382,8 +399,9 @@ class NewCall:
                 continue
             chosen = decision.candidates[0]
             more_seen = bool(self.waiting)
+            held = Held(chosen.agent_id, chosen.pool, self._line(chosen))
             try:
-                self._hold(Held(chosen.agent_id, chosen.pool))
+                self._hold(held)
             except AgentTaken as taken:
                 logger.info("agent taken by another call", extra={"agent_id": chosen.agent_id})
                 self._saw(chosen.pool, taken.seats)
@@ -401,7 +419,7 @@ class NewCall:
                 return self._fallback(Note(code=NoteCode.RESERVATION_FAILED, detail=str(error)), decision)
             if more_seen:  # pools read with the reservation: the candidates to fail over to
                 decision = self._led_by(chosen, self.decide())
-            return self._ringing(chosen, decision)
+            return self._ringing(chosen, held.line, decision)
         return self._fallback(Note(code=NoteCode.ALL_TAKEN), decision)
 
     @staticmethod
@@ -422,7 +440,7 @@ class NewCall:
         results = self.store.together(
             [
                 lambda: self.store.reserve(
-                    wanted.pool, wanted.agent_id, self.tag, self.now, hold_until, self.deadline
+                    wanted.pool, wanted.key, self.tag, self.now, hold_until, self.deadline
                 ),
                 *(self._read(pool_id) for pool_id in reads),
             ],
@@ -431,10 +449,15 @@ class NewCall:
         self._keep(reads, results[1:])
         if isinstance(results[0], StoreError):
             raise results[0]
-        self._changed(wanted.pool, wanted.agent_id, lambda seat: seat.held(self.tag, hold_until))
+        self._changed(wanted.pool, wanted.key, lambda seat: seat.held(self.tag, hold_until))
         if self._endpoint(wanted) is None:
             self._let_go(wanted)
             raise StoreUnavailable(f"where {wanted.agent_id} rings could not be read")
+
+    def _line(self, chosen: Candidate) -> int:
+        """Which of the chosen agent's lines to hold, as this call saw their pool."""
+        view = self.seen.get(chosen.pool)
+        return free_line(view.seats, chosen.agent_id, self.tag, self.now) if view is not None else 1
 
     def _endpoint(self, held: Held) -> AgentEndpoint | None:
         """Where an agent rings: from this call's view of their pool, else the container's routing data."""
@@ -452,13 +475,11 @@ class NewCall:
 
     def _let_go(self, held: Held) -> None:
         try:
-            self.store.let_go(
-                held.pool, LetGo(held.agent_id, missed=False), self.tag, self.now, self.deadline
-            )
+            self.store.let_go(held.pool, LetGo(held.key, missed=False), self.tag, self.now, self.deadline)
         except StoreError as error:
             logger.warning("reservation not let go: it lapses by itself", extra={"error": str(error)})
             return
-        self._changed(held.pool, held.agent_id, lambda seat: seat.let_go(self.now, missed=False))
+        self._changed(held.pool, held.key, lambda seat: seat.let_go(self.now, missed=False))
 
     def _saw(self, pool_id: str, seats: Mapping[str, Seat]) -> None:
         """A lost race's answer: the pool as it is now, for this call's next choice and the container's."""
@@ -510,12 +531,14 @@ class NewCall:
             expires_at=self.now + self.allowed.record_days(used_interests) * DAY,
         )
 
-    def _ringing(self, chosen: Candidate, decision: Decision) -> Route:
+    def _ringing(self, chosen: Candidate, line: int, decision: Decision) -> Route:
         record = self._record(decision).model_copy(
             update={
                 "mode": chosen.mode,
                 "attempts": [
-                    Attempt(agent_id=chosen.agent_id, mode=chosen.mode, pool=chosen.pool, at=self.now)
+                    Attempt(
+                        agent_id=chosen.agent_id, mode=chosen.mode, pool=chosen.pool, line=line, at=self.now
+                    )
                 ],
             }
         )

@@ -27,6 +27,7 @@ from rapport.models import (
     ProductId,
     ProductStats,
     Proficiency,
+    line_key,
 )
 
 AVAILABILITY_MAX_AGE = 5.0
@@ -58,9 +59,19 @@ class Seat:
 
     def free_for(self, tag: str | None, now: float) -> bool:
         """Online and not held, or held by the call tagged `tag` (a repeated event finds its agent)."""
-        return self.presence is Presence.ONLINE and (
-            self.busy_until <= now or (tag is not None and self.held_by == tag)
-        )
+        return self.presence is Presence.ONLINE and self.open_for(tag, now)
+
+    def open_for(self, tag: str | None, now: float) -> bool:
+        """Not held, or held by the call tagged `tag`, whatever the agent's presence."""
+        return self.busy_until <= now or (tag is not None and self.held_by == tag)
+
+    @property
+    def busy_since_or_idle(self) -> float:
+        """When this line last became free, or, while it is taken, when it will be: how long-idle a line
+        counts in the idle order (a line in use is not idle at all)."""
+        if self.held_by is not None or self.state is not AgentState.IDLE:
+            return max(self.idle_since, self.busy_until)
+        return self.idle_since
 
     # The agent's transitions, as the conditional writes in rapport.store.dynamodb make them.
 
@@ -95,6 +106,47 @@ class Member(Model):
     endpoint: AgentEndpoint
     proficiency: dict[ProductId, Proficiency] = Field(default_factory=dict)
     stats: dict[ProductId, ProductStats] = Field(default_factory=dict)
+
+
+def line_seats(agent: Agent) -> dict[str, Seat]:
+    """An agent's lines as their pool's availability item holds them: their seat, then one idle seat per
+    further call they may take at once (presence, no-answers and wrap-up count on the first)."""
+    first = seat_of(agent)
+    idle = Seat(
+        presence=first.presence,
+        idle_since=agent.idle_since,
+        no_answers=first.no_answers,
+        wrap_up_seconds=first.wrap_up_seconds,
+    )
+    return {
+        agent.agent_id: first,
+        **{line_key(agent.agent_id, line): idle for line in range(2, agent.max_concurrent_calls + 1)},
+    }
+
+
+def lines_of(seats: Mapping[str, Seat], agent_id: str) -> list[tuple[int, Seat]]:
+    """An agent's lines in `seats`, by number: (1, seat), (2, seat), …; empty if they have none."""
+    first = seats.get(agent_id)
+    if first is None:
+        return []
+    found = [(1, first)]
+    line = 2
+    while (seat := seats.get(line_key(agent_id, line))) is not None:
+        found.append((line, seat))
+        line += 1
+    return found
+
+
+def free_line(seats: Mapping[str, Seat], agent_id: str, tag: str | None, now: float) -> int:
+    """The line of an agent a call should try to hold: the one it holds already, else the first free one
+    as `seats` show them, else their first (the conditional write then says it is taken)."""
+    lines = lines_of(seats, agent_id)
+    if len(lines) <= 1:
+        return 1
+    held = next((line for line, seat in lines if tag is not None and seat.held_by == tag), None)
+    if held is not None:
+        return held
+    return next((line for line, seat in lines if seat.busy_until <= now), 1)
 
 
 def seat_of(agent: Agent) -> Seat:
@@ -138,6 +190,9 @@ class PooledAgent:
     pool: str
     member: Member
     seat: Seat
+    """The agent's first line: their presence, no-answers and wrap-up time are kept on it."""
+    more_lines: tuple[Seat, ...] = ()
+    """Lines 2, 3, … of an agent who takes more than one call at once."""
 
     @property
     def endpoint(self) -> AgentEndpoint:
@@ -153,10 +208,28 @@ class PooledAgent:
 
     @property
     def idle_since(self) -> float:
-        return self.seat.idle_since
+        """For the idle order. An agent with more lines counts as idle from the latest moment any of them
+        was (or will be) busy, so that a free agent comes before one on a call who could take another."""
+        if not self.more_lines:
+            return self.seat.idle_since
+        return max(seat.busy_since_or_idle for seat in (self.seat, *self.more_lines))
 
     def is_available(self, now: float, call_tag: str | None = None) -> bool:
-        return self.seat.free_for(call_tag, now)
+        return self.line_for(now, call_tag) is not None
+
+    def line_for(self, now: float, call_tag: str | None = None) -> int | None:
+        """The line a call would take: the one it holds already, else the first free one; None when the
+        agent is not available or every line is taken."""
+        if self.seat.presence is not Presence.ONLINE:
+            return None
+        if not self.more_lines:
+            return 1 if self.seat.open_for(call_tag, now) else None
+        lines = (self.seat, *self.more_lines)
+        if call_tag is not None:
+            for line, seat in enumerate(lines, start=1):
+                if seat.held_by == call_tag:
+                    return line
+        return next((line for line, seat in enumerate(lines, start=1) if seat.busy_until <= now), None)
 
 
 @dataclass(frozen=True)
@@ -173,10 +246,13 @@ class PoolView:
 
     @property
     def agents(self) -> list[PooledAgent]:
+        seats = self.seats
         return [
-            PooledAgent(agent_id, self.pool_id, member, seat)
+            PooledAgent(agent_id, self.pool_id, member, seat, _more_lines(seats, agent_id))
+            if line_key(agent_id, 2) in seats
+            else PooledAgent(agent_id, self.pool_id, member, seat)
             for agent_id, member in self.members.items()
-            if (seat := self.seats.get(agent_id)) is not None
+            if (seat := seats.get(agent_id)) is not None
         ]
 
     def fresh(self, now: float) -> bool:
@@ -196,6 +272,10 @@ class PoolView:
             return self
         seats = {**self.seats, agent_id: change(seat)}
         return PoolView(self.pool_id, self.members, seats, self.roster_at, self.seats_at)
+
+
+def _more_lines(seats: Mapping[str, Seat], agent_id: str) -> tuple[Seat, ...]:
+    return tuple(seat for line, seat in lines_of(seats, agent_id) if line > 1)
 
 
 class Directory(Model):

@@ -91,6 +91,10 @@ def _interest_match(
     return total, skills
 
 
+def _knows_any(agent: Routable, products: Sequence[str]) -> bool:
+    return any(product in agent.proficiency for product in products)
+
+
 def choose_agent(
     *,
     agents: Sequence[Routable],
@@ -100,11 +104,14 @@ def choose_agent(
     call_tag: str | None,
     now: float,
     policy: RoutingPolicy | None = None,
+    line_products: Sequence[str] = (),
 ) -> Decision:
     """Rank the agents for one call: known agent, then interest match, then longest idle, else fallback.
 
     The first candidate is the one to ring; the rest are the failover order. Only data that
-    `permissions` allows is looked at, and the decision records why.
+    `permissions` allows is looked at, and the decision records why. `line_products`: the products of the
+    line the caller dialled (not caller data, so not gated): among the longest idle, agents who know one
+    come first.
     """
     policy = policy or RoutingPolicy()
     notes: list[Note] = []
@@ -176,13 +183,17 @@ def choose_agent(
             notes.append(Note(code=NoteCode.NO_CURRENT_INTEREST))
 
     listed = {candidate.agent_id for candidate in candidates}
-    rest = (agent for agent in available if agent.agent_id not in listed)
+    rest: Iterable[Routable] = (agent for agent in available if agent.agent_id not in listed)
+    if line_products:
+        # sorted() is stable: those who know the line's products first, each group longest idle first.
+        rest = sorted(rest, key=lambda agent: not _knows_any(agent, line_products))
     candidates += [
         Candidate(
             agent_id=agent.agent_id,
             mode=RoutingMode.ANY_AVAILABLE,
             pool=agent.pool,
             idle_since=agent.idle_since,
+            for_line=bool(line_products) and _knows_any(agent, line_products),
         )
         for agent in islice(rest, max(policy.max_candidates - len(candidates), 0))
     ]

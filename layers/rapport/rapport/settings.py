@@ -7,6 +7,7 @@ import os
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rapport.models import DialledLine
 from rapport.numbers import is_e164
 
 # Used only where no secret is configured (local development and tests); never in AWS.
@@ -40,6 +41,21 @@ class Settings(BaseSettings):
     """Ask callers with no recorded choice, where consent is needed, once, in the call (README, Privacy)."""
     interest_half_life_days: float = Field(default=14.0, gt=0, le=3650)
     """Interest scores halve in this many days (applied when they are read and when signals add up)."""
+    dialled_lines: dict[str, DialledLine] = Field(default_factory=dict, max_length=100)
+    """The deployment's own numbers that are product lines, as JSON: `{"+18005550100": {"name":
+    "headphones", "products": ["x200-headphones"]}}` (README, "Dialled lines")."""
+
+    @field_validator("dialled_lines")
+    @classmethod
+    def _lines_by_e164(cls, value: dict[str, DialledLine]) -> dict[str, DialledLine]:
+        wrong = [number for number in value if not is_e164(number)]
+        if wrong:
+            raise ValueError(f"{len(wrong)} number(s) not in E.164 form, such as +18005550100")
+        return value
+
+    def line_for(self, *dialled: str | None) -> DialledLine | None:
+        """The product line of the first of these numbers that is one (None when none is)."""
+        return next((line for number in dialled if number and (line := self.dialled_lines.get(number))), None)
 
     @field_validator("fallback_route", "caller_id_number")
     @classmethod

@@ -19,8 +19,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from rapport.models import Agent, Presence
-from rapport.pools import Directory, PoolView, member_of, seat_of
+from rapport.models import LINE_MARK, Agent, Presence, line_key
+from rapport.pools import Directory, PoolView, line_seats, lines_of, member_of
 from rapport.store import ConditionFailed, StoreUnavailable
 from rapport.store.dynamodb import DynamoStore
 from rapport.store.layout import (
@@ -30,8 +30,8 @@ from rapport.store.layout import (
     agent_key,
     decode_members,
     decode_seats,
+    encode_lines,
     encode_member,
-    encode_seat,
     from_item,
     pool_pk,
     to_item,
@@ -174,14 +174,20 @@ class AgentStore(DynamoStore):
         }
 
     def _seat_update(
-        self, pool_id: str, agent_id: str, expression: str, condition: str, values: Mapping[str, Any]
+        self,
+        pool_id: str,
+        agent_id: str,
+        expression: str,
+        condition: str,
+        values: Mapping[str, Any],
+        names: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         update: dict[str, Any] = {
             "TableName": self.table_name,
             "Key": {"pk": {"S": pool_pk(pool_id)}, "sk": {"S": AVAIL_SK}},
             "UpdateExpression": expression,
             "ConditionExpression": condition,
-            "ExpressionAttributeNames": {"#a": agent_id},
+            "ExpressionAttributeNames": {"#a": agent_id, **(names or {})},
         }
         if values:
             update["ExpressionAttributeValues"] = dict(values)
@@ -192,15 +198,14 @@ class AgentStore(DynamoStore):
         when it must change to list them. Raises `ConditionFailed` when the agent exists or anything read
         changed meanwhile."""
         pool_id = pool.view.pool_id
-        seat, member = encode_seat(seat_of(agent)), encode_member(member_of(agent))
+        lines, member = encode_lines(line_seats(agent)), encode_member(member_of(agent))
         actions = [self._agent_put(agent, "attribute_not_exists(pk)")]
         if pool.version is None:
-            for sk, value, extra in ((AVAIL_SK, seat, {}), (ROSTER_SK, member, {"v": {"N": "1"}})):
-                item = {
-                    "pk": {"S": pool_pk(pool_id)},
-                    "sk": {"S": sk},
-                    "agents": {"M": {agent.agent_id: value}},
-                }
+            for sk, values, extra in (
+                (AVAIL_SK, lines, {}),
+                (ROSTER_SK, {agent.agent_id: member}, {"v": {"N": "1"}}),
+            ):
+                item = {"pk": {"S": pool_pk(pool_id)}, "sk": {"S": sk}, "agents": {"M": values}}
                 actions.append(
                     {
                         "Put": {
@@ -212,13 +217,15 @@ class AgentStore(DynamoStore):
                 )
         else:
             actions.append(self._roster_update(pool, agent.agent_id, member, must_exist=False))
+            sets, names, values = _line_sets(lines)
             actions.append(
                 self._seat_update(
                     pool_id,
                     agent.agent_id,
-                    "SET agents.#a = :seat",
+                    f"SET {sets}",
                     "attribute_not_exists(agents.#a)",
-                    {":seat": seat},
+                    values,
+                    names,
                 )
             )
         if directory is not None:
@@ -231,17 +238,33 @@ class AgentStore(DynamoStore):
         pool: Pool,
         directory: tuple[Directory, int | None] | None,
     ) -> None:
-        """Write an agent's new routing data (and wrap-up time) in place, in their pool; `directory` when
-        their pools by product change too."""
+        """Write an agent's new routing data, wrap-up time and lines in place, in their pool; `directory`
+        when their pools by product change too. Lines added start free; a line taken away while a call
+        holds it stays with that call to its end (its hang-up finds the line gone and frees nothing)."""
+        lines = lines_of(pool.view.seats, agent.agent_id)
+        have = len(lines)
+        sets = ["agents.#a.w = :wrap"]
+        values: dict[str, Any] = {":wrap": {"N": str(agent.wrap_up_seconds)}}
+        names: dict[str, str] = {}
+        added = {
+            key: seat
+            for key, seat in line_seats(agent).items()
+            if key != agent.agent_id and int(key.rsplit(LINE_MARK, 1)[1]) > have
+        }
+        if added:
+            more_sets, names, more_values = _line_sets(encode_lines(added))
+            sets.append(more_sets)
+            values.update(more_values)
+        removed = [line_key(agent.agent_id, line) for line in range(agent.max_concurrent_calls + 1, have + 1)]
+        names.update({f"#r{index}": key for index, key in enumerate(removed)})
+        expression = "SET " + ", ".join(sets)
+        if removed:
+            expression += " REMOVE " + ", ".join(f"agents.#r{index}" for index in range(len(removed)))
         actions = [
             self._agent_put(agent, "attribute_exists(pk)"),
             self._roster_update(pool, agent.agent_id, encode_member(member_of(agent)), must_exist=True),
             self._seat_update(
-                pool.view.pool_id,
-                agent.agent_id,
-                "SET agents.#a.w = :wrap",
-                "attribute_exists(agents.#a)",
-                {":wrap": {"N": str(agent.wrap_up_seconds)}},
+                pool.view.pool_id, agent.agent_id, expression, "attribute_exists(agents.#a)", values, names
             ),
         ]
         if directory is not None:
@@ -249,7 +272,8 @@ class AgentStore(DynamoStore):
         self._transact(actions)
 
     def delete(self, agent_id: str, pool: Pool) -> None:
-        """Take an agent out of the table: their item, roster entry and seat, together."""
+        """Take an agent out of the table: their item, roster entry and lines, together."""
+        more = [(line, seat) for line, seat in lines_of(pool.view.seats, agent_id) if line > 1]
         actions = [
             {
                 "Delete": {
@@ -260,7 +284,12 @@ class AgentStore(DynamoStore):
             },
             self._roster_update(pool, agent_id, None, must_exist=True),
             self._seat_update(
-                pool.view.pool_id, agent_id, "REMOVE agents.#a", "attribute_exists(agents.#a)", {}
+                pool.view.pool_id,
+                agent_id,
+                "REMOVE " + ", ".join(["agents.#a", *(f"agents.#r{line}" for line, _ in more)]),
+                "attribute_exists(agents.#a)",
+                {},
+                {f"#r{line}": line_key(agent_id, line) for line, _ in more},
             ),
         ]
         self._transact(actions)
@@ -295,6 +324,13 @@ class AgentStore(DynamoStore):
             ),
         ]
         self._transact(actions)
+
+
+def _line_sets(lines: Mapping[str, Any]) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """SET actions (and their names and values) that write encoded lines into the availability map."""
+    names = {f"#l{index}": key for index, key in enumerate(lines)}
+    values = {f":l{index}": value for index, value in enumerate(lines.values())}
+    return ", ".join(f"agents.#l{index} = :l{index}" for index in range(len(lines))), names, values
 
 
 OUTCOME_PREFIX = "OUTCOME#"

@@ -31,8 +31,9 @@ from rapport.models import (
     Presence,
     Product,
     RoutingMode,
+    agent_of,
 )
-from rapport.pools import Directory, PoolView, Seat, member_of, seat_of, seated
+from rapport.pools import Directory, PoolView, Seat, line_seats, member_of, seated
 from rapport.store import MAX_CALL_SECONDS, AgentTaken, ConditionFailed, LetGo, StoreError, StoreUnavailable
 from rapport.store.layout import (
     AVAIL_SK,
@@ -51,9 +52,9 @@ from rapport.store.layout import (
     decode_members,
     decode_record,
     decode_seats,
+    encode_lines,
     encode_member,
     encode_record,
-    encode_seat,
     from_item,
     number,
     pack,
@@ -302,7 +303,9 @@ class DynamoStore:
         deadline: Deadline,
         let_go: LetGo | None = None,
     ) -> int | None:
-        names = {"#b": agent_id}
+        """Hold line `agent_id` (an agent's first line is their id; see `rapport.models.line_key`) for the
+        call tagged `tag`, if its agent is available and the line free (or this call's already)."""
+        names = {"#b": agent_id, "#o": agent_of(agent_id)}
         values: dict[str, Any] = {
             ":online": {"S": Presence.ONLINE.value},
             ":ringing": {"S": AgentState.RINGING.value},
@@ -312,7 +315,7 @@ class DynamoStore:
         }
         holds = "agents.#b.s = :ringing, agents.#b.u = :hold, agents.#b.c = :tag"
         update = f"SET {holds}"
-        condition = "agents.#b.p = :online AND (agents.#b.u <= :now OR agents.#b.c = :tag)"
+        condition = "agents.#o.p = :online AND (agents.#b.u <= :now OR agents.#b.c = :tag)"
         if let_go is None or let_go.agent_id == agent_id:
             self._try_update(
                 pool_id, deadline, update=update, condition=condition, names=names, values=values
@@ -325,14 +328,17 @@ class DynamoStore:
                 deadline,
                 update=f"SET {holds}, {frees} REMOVE agents.#a.c",
                 condition=f"{condition} AND agents.#a.c = :tag",
-                names={**names, "#a": let_go.agent_id},
+                names={**names, **_let_go_names(let_go)},
                 values={**values, **freed_values},
                 returns="UPDATED_NEW" if let_go.missed else "NONE",
             )
             return _missed_in_a_row(answer, let_go)
         except AgentTaken as taken:
             next_seat = taken.seats.get(agent_id)
-            if next_seat is None or not next_seat.free_for(tag, now):
+            first = taken.seats.get(agent_of(agent_id))
+            if next_seat is None or first is None or first.presence is not Presence.ONLINE:
+                raise
+            if not next_seat.open_for(tag, now):
                 raise
         # The agent to let go was no longer this call's (a repeated event): reserve without touching them.
         self._try_update(pool_id, deadline, update=update, condition=condition, names=names, values=values)
@@ -346,7 +352,7 @@ class DynamoStore:
                 deadline,
                 update=f"SET {frees} REMOVE agents.#a.c",
                 condition="agents.#a.c = :tag",
-                names={"#a": agent.agent_id},
+                names=_let_go_names(agent),
                 values={**freed_values, ":now": number(now), ":tag": {"S": tag}},
                 returns="UPDATED_NEW" if agent.missed else "NONE",
             )
@@ -391,12 +397,14 @@ class DynamoStore:
         )
 
     def connect(self, pool_id: str, agent_id: str, tag: str, now: float, deadline: Deadline) -> None:
+        """The call took line `agent_id`: on call, and the agent's count of calls not answered starts
+        afresh."""
         self._update_seats(
             pool_id,
             deadline,
-            update="SET agents.#b.s = :on_call, agents.#b.u = :until, agents.#b.n = :zero",
+            update="SET agents.#b.s = :on_call, agents.#b.u = :until, agents.#o.n = :zero",
             condition="agents.#b.c = :tag",
-            names={"#b": agent_id},
+            names={"#b": agent_id, "#o": agent_of(agent_id)},
             values={
                 ":on_call": {"S": AgentState.ON_CALL.value},
                 ":until": number(now + MAX_CALL_SECONDS),
@@ -408,12 +416,15 @@ class DynamoStore:
     def release(
         self, pool_id: str, agent_id: str, tag: str, now: float, talked: bool, deadline: Deadline
     ) -> None:
+        names = {"#b": agent_id}
         if talked:
+            # Wrap-up is the agent's (their first line holds it), whichever line the call took.
             update = (
-                "SET agents.#b.s = :wrap_up, agents.#b.u = :now + agents.#b.w,"
-                " agents.#b.i = :now + agents.#b.w REMOVE agents.#b.c"
+                "SET agents.#b.s = :wrap_up, agents.#b.u = :now + agents.#o.w,"
+                " agents.#b.i = :now + agents.#o.w REMOVE agents.#b.c"
             )
             values = {":wrap_up": {"S": AgentState.WRAP_UP.value}}
+            names["#o"] = agent_of(agent_id)
         else:
             update = "SET agents.#b.s = :idle, agents.#b.u = :now REMOVE agents.#b.c"
             values = {":idle": {"S": AgentState.IDLE.value}}
@@ -422,7 +433,7 @@ class DynamoStore:
             deadline,
             update=update,
             condition="agents.#b.c = :tag",
-            names={"#b": agent_id},
+            names=names,
             values={**values, ":now": number(now), ":tag": {"S": tag}},
         )
 
@@ -506,10 +517,11 @@ class DynamoStore:
         pool_id = str(existing["pool"]) if existing else self._pool_with_room(agent)
         agent = agent.model_copy(update={"pool": pool_id})
         avail, roster = pool_items(pool_id, [])
-        for key, item, value in (
-            (AVAIL_SK, avail, encode_seat(seat_of(agent))),
-            (ROSTER_SK, roster, encode_member(member_of(agent))),
-        ):
+        entries = [
+            (AVAIL_SK, avail, encode_lines(line_seats(agent))),
+            (ROSTER_SK, roster, {agent.agent_id: encode_member(member_of(agent))}),
+        ]
+        for key, item, values in entries:
             self._call(
                 "update_item",
                 None,
@@ -518,14 +530,17 @@ class DynamoStore:
                 UpdateExpression="SET agents = if_not_exists(agents, :empty)",
                 ExpressionAttributeValues={":empty": {"M": {}}},
             )
+            names = {f"#a{index}": name for index, name in enumerate(values)}
             self._call(
                 "update_item",
                 None,
                 TableName=self.table_name,
                 Key={"pk": item["pk"], "sk": {"S": key}},
-                UpdateExpression="SET agents.#a = :value",
-                ExpressionAttributeNames={"#a": agent.agent_id},
-                ExpressionAttributeValues={":value": value},
+                UpdateExpression="SET " + ", ".join(f"agents.{name} = :v{name[2:]}" for name in names),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={
+                    f":v{index}": value for index, value in enumerate(values.values())
+                },
             )
         self._call(
             "put_item",
@@ -611,11 +626,17 @@ class DynamoStore:
         self._batch_write(items)
 
 
+def _let_go_names(agent: LetGo) -> dict[str, str]:
+    """Names for `_letting_go`: #a the line let go, #m the agent's first line (where misses are counted)."""
+    return {"#a": agent.agent_id, **({"#m": agent_of(agent.agent_id)} if agent.missed else {})}
+
+
 def _missed_in_a_row(answer: Mapping[str, Any], agent: LetGo) -> int | None:
     """The let-go agent's no-answers in a row after a write that returned its new values."""
     if not agent.missed:
         return None
-    seat = answer.get("Attributes", {}).get("agents", {}).get("M", {}).get(agent.agent_id, {}).get("M", {})
+    first = agent_of(agent.agent_id)
+    seat = answer.get("Attributes", {}).get("agents", {}).get("M", {}).get(first, {}).get("M", {})
     count = seat.get("n", {}).get("N")
     return int(count) if count is not None else None
 
@@ -625,6 +646,6 @@ def _letting_go(agent: LetGo) -> tuple[str, dict[str, Any]]:
     besides :now. One who did not answer goes to the back of the queue and is counted."""
     idle = {":idle": {"S": AgentState.IDLE.value}}
     if agent.missed:
-        sets = "agents.#a.s = :idle, agents.#a.u = :now, agents.#a.i = :now, agents.#a.n = agents.#a.n + :one"
+        sets = "agents.#a.s = :idle, agents.#a.u = :now, agents.#a.i = :now, agents.#m.n = agents.#m.n + :one"
         return sets, {**idle, ":one": {"N": "1"}}
     return "agents.#a.s = :idle, agents.#a.u = :now", idle

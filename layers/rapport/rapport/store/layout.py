@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from rapport.models import (
+    LINE_MARK,
     Agent,
     AgentEndpoint,
     AgentState,
@@ -37,8 +39,10 @@ from rapport.models import (
     LastAgent,
     Presence,
     ProductStats,
+    agent_of,
+    line_key,
 )
-from rapport.pools import Member, Seat, member_of, seat_of
+from rapport.pools import Member, Seat, line_seats, member_of
 
 PROFILE_SK = "PROFILE"
 INTEREST_PREFIX = "INTEREST#"
@@ -154,7 +158,9 @@ def item_size(item: Mapping[str, Any]) -> int:
 
 # -- pool items -------------------------------------------------------------------------------------------
 # Seat (AVAIL):   p presence, s state, u busy until, i idle since, c holding call's tag, n no-answers in a
-#                 row, w wrap-up seconds.
+#                 row, w wrap-up seconds. An agent who takes more calls at once has a seat per further line
+#                 (`<agent>~2`, …) with s, u, i and c only: presence, no-answers and wrap-up are the agent's,
+#                 kept on their first seat.
 # Member (ROSTER): e endpoint {k kind: "v" Voice Connector / "p" PSTN / "c" Amazon Connect, a address},
 #                 f proficiency {product: 1-5}, x record {product: [calls, sales]}.
 
@@ -176,11 +182,30 @@ def encode_seat(seat: Seat) -> dict[str, Any]:
     return {"M": fields}
 
 
+def encode_line(seat: Seat) -> dict[str, Any]:
+    """A further line of an agent (see above): what the line itself holds."""
+    fields: dict[str, Any] = {
+        "s": {"S": seat.state.value},
+        "u": number(seat.busy_until),
+        "i": number(seat.idle_since),
+    }
+    if seat.held_by:
+        fields["c"] = {"S": seat.held_by}
+    return {"M": fields}
+
+
+def encode_lines(seats: Mapping[str, Seat]) -> dict[str, Any]:
+    """An agent's lines (`rapport.pools.line_seats`) as availability-map entries."""
+    return {
+        key: encode_seat(seat) if LINE_MARK not in key else encode_line(seat) for key, seat in seats.items()
+    }
+
+
 def decode_seat(value: Mapping[str, Any]) -> Seat:
     fields = value["M"]
     held = fields.get("c")
     return Seat(
-        presence=Presence(fields["p"]["S"]),
+        presence=Presence(fields["p"]["S"]) if "p" in fields else Presence.ONLINE,
         state=AgentState(fields["s"]["S"]),
         busy_until=float(fields["u"]["N"]),
         idle_since=float(fields["i"]["N"]),
@@ -191,7 +216,17 @@ def decode_seat(value: Mapping[str, Any]) -> Seat:
 
 
 def decode_seats(item: Mapping[str, Any]) -> dict[str, Seat]:
-    return {agent_id: decode_seat(value) for agent_id, value in item.get("agents", {"M": {}})["M"].items()}
+    seats = {key: decode_seat(value) for key, value in item.get("agents", {"M": {}})["M"].items()}
+    for key, seat in seats.items():
+        if LINE_MARK in key and (first := seats.get(agent_of(key))) is not None:
+            # The agent's presence, no-answers and wrap-up, as their first seat holds them.
+            seats[key] = replace(
+                seat,
+                presence=first.presence,
+                no_answers=first.no_answers,
+                wrap_up_seconds=first.wrap_up_seconds,
+            )
+    return seats
 
 
 def encode_member(member: Member) -> dict[str, Any]:
@@ -231,7 +266,9 @@ def pool_items(pool_id: str, agents: Sequence[Agent]) -> tuple[dict[str, Any], d
     avail = {
         "pk": {"S": pool_pk(pool_id)},
         "sk": {"S": AVAIL_SK},
-        "agents": {"M": {agent.agent_id: encode_seat(seat_of(agent)) for agent in agents}},
+        "agents": {
+            "M": {key: value for agent in agents for key, value in encode_lines(line_seats(agent)).items()}
+        },
     }
     roster = {
         "pk": {"S": pool_pk(pool_id)},
@@ -258,11 +295,18 @@ def pool_fits(agents: Sequence[Agent]) -> bool:
     """Whether one pool can hold these agents within its byte and head-count limits."""
     if len(agents) > POOL_MAX_AGENTS:
         return False
-    widest = encode_seat(_WIDEST_SEAT)
+    widest, widest_line = encode_seat(_WIDEST_SEAT), encode_line(_WIDEST_SEAT)
     avail = {
         "pk": {"S": pool_pk("999999")},
         "sk": {"S": AVAIL_SK},
-        "agents": {"M": {agent.agent_id: widest for agent in agents}},
+        "agents": {
+            "M": {
+                key: widest if line == 1 else widest_line
+                for agent in agents
+                for line in range(1, agent.max_concurrent_calls + 1)
+                for key in [line_key(agent.agent_id, line)]
+            }
+        },
     }
     _, roster = pool_items("999999", agents)
     avail_bytes = item_size(avail)

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from rapport.budget import Deadline
 from rapport.models import (
+    LINE_MARK,
     Agent,
     CallerContext,
     CallerProfile,
@@ -22,8 +23,9 @@ from rapport.models import (
     Presence,
     Product,
     RoutingMode,
+    agent_of,
 )
-from rapport.pools import Directory, Member, PoolView, Seat, member_of, seat_of, seated
+from rapport.pools import Directory, Member, PoolView, Seat, line_seats, member_of, seated
 from rapport.store import MAX_CALL_SECONDS, AgentTaken, ConditionFailed, LetGo, StoreError, StoreUnavailable
 from rapport.store.layout import (
     DECISION_PREFIX,
@@ -135,7 +137,7 @@ class MemoryStore:
         self._request("Query", deadline)
         with self._lock:
             pool = self._pools.get(pool_id, _Pool())
-            return PoolView(pool_id, dict(pool.members), dict(pool.seats), roster_at=now, seats_at=now)
+            return PoolView(pool_id, dict(pool.members), self._copy(pool.seats), roster_at=now, seats_at=now)
 
     def directory(self, deadline: Deadline) -> Directory:
         self._request("GetItem", deadline)
@@ -154,8 +156,12 @@ class MemoryStore:
         self._request("UpdateItem", deadline)
         with self._lock:
             seats = self._pools.get(pool_id, _Pool()).seats
-            if (seat := seats.get(agent_id)) is None or not seat.free_for(tag, now):
-                raise AgentTaken(f"{agent_id} is not free", dict(seats))
+            first = seats.get(agent_of(agent_id))
+            seat = seats.get(agent_id)
+            if seat is None or first is None or first.presence is not Presence.ONLINE:
+                raise AgentTaken(f"{agent_id} is not available", self._copy(seats))
+            if not seat.open_for(tag, now):
+                raise AgentTaken(f"{agent_id} is not free", self._copy(seats))
             missed = None
             if let_go is not None and let_go.agent_id != agent_id:
                 missed = self._free(seats, let_go, tag, now)
@@ -177,12 +183,34 @@ class MemoryStore:
             seats[agent_id] = replace(seat, presence=Presence.AWAY)
 
     @staticmethod
+    def _copy(seats: dict[str, Seat]) -> dict[str, Seat]:
+        """The pool's seats as DynamoDB would return them: further lines carry their agent's presence,
+        no-answers and wrap-up."""
+        copied = dict(seats)
+        for key, seat in copied.items():
+            if LINE_MARK in key and (first := copied.get(agent_of(key))) is not None:
+                copied[key] = replace(
+                    seat,
+                    presence=first.presence,
+                    no_answers=first.no_answers,
+                    wrap_up_seconds=first.wrap_up_seconds,
+                )
+        return copied
+
+    @staticmethod
     def _free(seats: dict[str, Seat], agent: LetGo, tag: str, now: float) -> int | None:
         seat = seats.get(agent.agent_id)
         if seat is None or seat.held_by != tag:
             return None
-        seats[agent.agent_id] = freed = seat.let_go(now, agent.missed)
-        return freed.no_answers if agent.missed else None
+        freed = seat.let_go(now, missed=False)
+        if not agent.missed:
+            seats[agent.agent_id] = freed
+            return None
+        # To the back of the queue; the miss counts on the agent, kept on their first seat as in DynamoDB.
+        seats[agent.agent_id] = replace(freed, idle_since=now)
+        first_key = agent_of(agent.agent_id)
+        seats[first_key] = replace(seats[first_key], no_answers=seats[first_key].no_answers + 1)
+        return seats[first_key].no_answers
 
     def _held(self, pool_id: str, agent_id: str, tag: str) -> dict[str, Seat]:
         seats = self._pools.get(pool_id, _Pool()).seats
@@ -196,6 +224,8 @@ class MemoryStore:
         with self._lock:
             seats = self._held(pool_id, agent_id, tag)
             seats[agent_id] = seats[agent_id].talking(now + MAX_CALL_SECONDS)
+            first_key = agent_of(agent_id)
+            seats[first_key] = replace(seats[first_key], no_answers=0)
 
     def release(
         self, pool_id: str, agent_id: str, tag: str, now: float, talked: bool, deadline: Deadline
@@ -203,7 +233,7 @@ class MemoryStore:
         self._request("UpdateItem", deadline)
         with self._lock:
             seats = self._held(pool_id, agent_id, tag)
-            seat = seats[agent_id]
+            seat = replace(seats[agent_id], wrap_up_seconds=seats[agent_of(agent_id)].wrap_up_seconds)
             seats[agent_id] = seat.after_call(now) if talked else seat.let_go(now, missed=False)
 
     def put_record(self, record: DecisionRecord, deadline: Deadline) -> None:
@@ -244,7 +274,9 @@ class MemoryStore:
             agent = agent.model_copy(update={"pool": pool_id})
             pool = self._pools.setdefault(pool_id, _Pool())
             pool.members[agent.agent_id] = member_of(agent)
-            pool.seats[agent.agent_id] = seat_of(agent)
+            for key in [k for k in pool.seats if agent_of(k) == agent.agent_id]:
+                del pool.seats[key]
+            pool.seats.update(line_seats(agent))
             self._agents[agent.agent_id] = agent
             if existing is None:
                 self._place(agent, pool_id)
@@ -275,7 +307,7 @@ class MemoryStore:
                     placed = agent.model_copy(update={"pool": pool_id})
                     pool = self._pools.setdefault(pool_id, _Pool())
                     pool.members[agent.agent_id] = member_of(placed)
-                    pool.seats[agent.agent_id] = seat_of(placed)
+                    pool.seats.update(line_seats(placed))
                     self._agents[agent.agent_id] = placed
                     self._place(placed, pool_id)
 
