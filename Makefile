@@ -53,6 +53,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy functions/signals
 	$(BIN)/mypy functions/privacy
 	$(BIN)/mypy functions/agents
+	$(BIN)/mypy functions/connect_router
 
 format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .

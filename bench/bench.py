@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +41,7 @@ from typing import Any
 
 import alternatives
 import signals
-from containers import VOICE_CONNECTOR_ARN, Containers, load_baseline, router
+from containers import VOICE_CONNECTOR_ARN, Containers, connect_router, load_baseline, router
 from metering import Meter
 from rapport.budget import Deadline
 from rapport.calls import CallFlow
@@ -120,13 +121,15 @@ def verdict(ok: bool) -> str:
 # -- the table of one roster size ----------------------------------------------------------------------
 
 
-def roster(size: int, now: float) -> list[Agent]:
+def roster(size: int, now: float, connect: bool = False) -> list[Agent]:
     """Agents that know one product each, idle one minute apart, with no wrap-up (so that whole calls
-    run back to back)."""
+    run back to back); on a Voice Connector, or (`connect`) Amazon Connect users."""
     return [
         Agent(
             agent_id=f"agent-{index:05d}",
-            endpoint=AgentEndpoint(kind=EndpointKind.VOICE_CONNECTOR, address=f"agent-{index:05d}"),
+            endpoint=AgentEndpoint(kind=EndpointKind.CONNECT, address=f"00000000-0000-4000-8000-{index:012d}")
+            if connect
+            else AgentEndpoint(kind=EndpointKind.VOICE_CONNECTOR, address=f"agent-{index:05d}"),
             proficiency={PRODUCTS[index % len(PRODUCTS)]: 1 + index % 5},
             idle_since=now - 60 * (index + 1),
             wrap_up_seconds=0,
@@ -150,14 +153,15 @@ class Setup:
     baseline: ModuleType
 
 
-def prepare(endpoint: str, size: int) -> Setup:
+def prepare(endpoint: str, size: int, connect: bool = False) -> Setup:
     """A table holding a roster of `size` agents (written in batches), the baseline's forwarding item and
-    returning callers (an interest and the record of an earlier call, whose link names their agent)."""
-    table = f"rapport-bench-{size}"
+    returning callers (an interest and the record of an earlier call, whose link names their agent).
+    `connect`: Amazon Connect users, in a table of their own, with ConnectRouterFunction over it."""
+    table = f"rapport-bench-connect-{size}" if connect else f"rapport-bench-{size}"
     create_table(endpoint, table)
     store = DynamoStore(local_client(endpoint), table)
     now = time.time()
-    agents = roster(size, now)
+    agents = roster(size, now, connect)
     started = time.perf_counter()
     store.load_roster(agents)
     seed_seconds = time.perf_counter() - started
@@ -195,9 +199,8 @@ def prepare(endpoint: str, size: int) -> Setup:
             product=product, score=0.8, updated_at=now - DAY, sources=["web"], expires_at=now + 90 * DAY
         )
         store.put_caller(key, None, [interest], [record])
-    return Setup(
-        size, table, endpoint, store, seed_seconds, router(endpoint, table), load_baseline(endpoint, table)
-    )
+    function = connect_router(endpoint, table) if connect else router(endpoint, table)
+    return Setup(size, table, endpoint, store, seed_seconds, function, load_baseline(endpoint, table))
 
 
 # -- one call at a time ----------------------------------------------------------------------------------
@@ -272,10 +275,31 @@ def floor_requests(store: DynamoStore, pool: str, agent_id: str, index: int, tog
     return elapsed
 
 
-def sequential(setup: Setup, calls: int) -> Sequential:
-    """Every kind of call in turn, `calls` times, so that all see the same engine state and machine load."""
+CONNECT_EVENT = json.loads((PROJECT_DIR / "events" / "connect" / "inbound_voice.json").read_text())
+
+
+def timed_contact(setup: Setup, number: str, meter: Meter) -> tuple[float, int]:
+    """One Amazon Connect contact through ConnectRouterFunction: the handler's time (event decoded and
+    context made first) and its round trips."""
+    event = json.loads(json.dumps(CONNECT_EVENT))
+    data = event["Details"]["ContactData"]
+    data["ContactId"] = data["InitialContactId"] = str(uuid.uuid4())
+    data["CustomerEndpoint"]["Address"] = number
+    context = setup.rapport.context()
+    before = len(meter.spans)
+    with setup.rapport.environment_applied():
+        started = time.perf_counter()
+        setup.rapport.run(event, context)
+        elapsed = (time.perf_counter() - started) * 1000
+    return elapsed, meter.round_trips(before)
+
+
+def sequential(setup: Setup, calls: int, contacts: Setup | None = None) -> Sequential:
+    """Every kind of call in turn, `calls` times, so that all see the same engine state and machine load.
+    `contacts`: a table of Amazon Connect users, whose contacts go through ConnectRouterFunction in the
+    same rotation."""
     result = Sequential()
-    rapport_meter, baseline_meter = Meter(), Meter()
+    rapport_meter, baseline_meter, connect_meter = Meter(), Meter(), Meter()
     with setup.rapport.environment_applied(), lambda_stdout():
         setup.rapport.run({"InvocationEventType": "RINGING"})  # a warm container, as in steady traffic
         rapport_meter.attach(setup.rapport.module.services().store.client)
@@ -304,6 +328,18 @@ def sequential(setup: Setup, calls: int) -> Sequential:
             elapsed = floor_requests(setup.store, floor_agent.pool, floor_agent.agent_id, index, together)
             result.floor.setdefault(name, []).append(elapsed)
 
+        def contact(name: str, number: str) -> None:
+            assert contacts is not None
+            before = connect_meter.snapshot()
+            elapsed, rounds = timed_contact(contacts, number, connect_meter)
+            after = connect_meter.snapshot()
+            result.inbound.setdefault(name, []).append(elapsed)
+            result.rounds.setdefault(name, []).append(rounds)
+            result.whole.setdefault(name, []).append(elapsed)
+            result.costs.setdefault(name, []).append(
+                (after[0] - before[0], after[1] - before[1], after[2] - before[2])
+            )
+
         kinds: list[Callable[[int], None]] = [
             lambda i: metered("new caller, one failover", rapport, rapport_meter, f"+1202555{i:04d}", True),
             lambda i: metered("new caller", rapport, rapport_meter, f"+1202666{i:04d}", False),
@@ -314,6 +350,15 @@ def sequential(setup: Setup, calls: int) -> Sequential:
             lambda i: floor("one after the other", i, together=False),
             lambda i: floor("together", i, together=True),
         ]
+        if contacts is not None:
+            timed_contact(contacts, "+15055570000", Meter())  # a warm container
+            connect_meter.attach(contacts.rapport.module.services().store.client)
+            kinds += [
+                lambda i: contact("Connect contact, new caller", f"+1202777{i:04d}"),
+                lambda i: contact(
+                    "Connect contact, returning caller", returning_number(i % RETURNING_CALLERS)
+                ),
+            ]
         order = random.Random(setup.size)
         for index in range(calls):
             order.shuffle(kinds)
@@ -860,7 +905,8 @@ def main() -> None:
 
     with DynamoDBLocal() as engine:
         setups = {size: prepare(engine.endpoint, size) for size in sorted(set([*options.sizes, LOAD_ROSTER]))}
-        results = {size: sequential(setups[size], options.calls) for size in options.sizes}
+        contacts = {size: prepare(engine.endpoint, size, connect=True) for size in options.sizes}
+        results = {size: sequential(setups[size], options.calls, contacts[size]) for size in options.sizes}
         computed = {
             size: compute(size, options.compute_calls) for size in (min(options.sizes), max(options.sizes))
         }

@@ -42,6 +42,15 @@ def load_baseline(endpoint: str, table: str) -> ModuleType:
     return module
 
 
+def connect_router(endpoint: str, table: str) -> LocalFunction:
+    """ConnectRouterFunction as Lambda runs it (a container of it) over this table."""
+    return LocalFunction(
+        "ConnectRouterFunction",
+        resources={"Table": table, "CallerKeySecret": ""},
+        environment={**local_environment(endpoint), "POWERTOOLS_LOG_LEVEL": "ERROR"},
+    )
+
+
 def router(endpoint: str, table: str) -> LocalFunction:
     """SmaRouterFunction as Lambda runs it (a container of it) over this table."""
     return LocalFunction(

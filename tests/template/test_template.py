@@ -440,3 +440,34 @@ def test_agents_function_answers_its_openapi_routes_on_an_iam_api_and_holds_no_c
     assert template["Parameters"]["AwayAfterNoAnswers"]["Default"] == 3
     router = resources["SmaRouterFunction"]["Properties"]["Environment"]["Variables"]
     assert router["RAPPORT_AWAY_AFTER_NO_ANSWERS"] == {"Ref": "AwayAfterNoAnswers"}
+
+
+def test_only_the_named_connect_instance_may_invoke_the_connect_router(resources: dict[str, Any]) -> None:
+    permission = resources["ConnectInvokePermission"]
+    assert permission["Condition"] == "HasConnectInstance"
+    assert permission["Properties"]["Principal"] == "connect.amazonaws.com"
+    assert permission["Properties"]["SourceArn"] == {"Ref": "ConnectInstanceArn"}
+    assert permission["Properties"]["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert permission["Properties"]["FunctionName"] == {"Ref": "ConnectRouterFunction.Alias"}
+    association = resources["ConnectIntegration"]
+    assert association["Condition"] == "HasConnectInstance"
+    assert association["Properties"]["IntegrationType"] == "LAMBDA_FUNCTION"
+    assert association["Properties"]["InstanceId"] == {"Ref": "ConnectInstanceArn"}
+    template = load_template(TEMPLATE)
+    assert template["Conditions"]["HasConnectInstance"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ConnectInstanceArn"}, ""]}]
+    }
+    assert template["Parameters"]["ConnectInstanceArn"]["Default"] == ""
+    # Connect rings its own agents: the function reads and keeps records, and reserves nobody.
+    actions = {
+        action
+        for statement in policy_statements(resources["ConnectRouterFunction"])
+        for action in actions_of(statement)
+    }
+    assert actions == {
+        "dynamodb:Query",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "secretsmanager:GetSecretValue",
+    }
+    assert resources["ConnectRouterFunction"]["Properties"]["Timeout"] <= 8

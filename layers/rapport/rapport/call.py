@@ -26,6 +26,14 @@ from rapport.privacy import Prompt
 from rapport.settings import Settings
 
 
+class Channel(StrEnum):
+    """Who rings the agent: the SIP media application (rapport reserves agents and bridges the call) or
+    Amazon Connect (its own presence decides; rapport names the agent and hands the contact over)."""
+
+    SMA = "sma"
+    CONNECT = "connect"
+
+
 class Stage(StrEnum):
     ASKING = "asking"  # the caller is asked whether their data may be used
     AGENT = "agent"  # an agent's phone is ringing (or routing has not finished)

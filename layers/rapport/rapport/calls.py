@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger
 
 from rapport import SERVICE_NAME
 from rapport.budget import Deadline
-from rapport.call import CallState, InboundCall, Route, RouteKind, Stage, fallback
+from rapport.call import CallState, Channel, InboundCall, Route, RouteKind, Stage, fallback
 from rapport.models import (
     MAX_CONCURRENT_CALLS,
     AgentEndpoint,
@@ -28,7 +28,7 @@ from rapport.models import (
     Presence,
     line_key,
 )
-from rapport.new_call import NewCall
+from rapport.new_call import Handover, NewCall
 from rapport.numbers import PhoneNumber, caller_key
 from rapport.pools import PoolView, PoolViews, call_tag, free_line
 from rapport.privacy import Rules
@@ -113,6 +113,30 @@ class CallFlow:
             chosen=chosen,
             asked=asked,
         ).route()
+
+    def hand_over(self, call: InboundCall, now: float, deadline: Deadline) -> Handover:
+        """Decide an Amazon Connect contact (nobody reserved: Connect rings its own agents) and keep its
+        decision record, in two round trips for a caller without usable profile data and a warm
+        container, three when their interests or last agent point to pools not seen lately, plus the
+        record's write. A record that cannot be written is logged; the answer stands."""
+        handover = NewCall(
+            store=self._store,
+            views=self._views,
+            settings=self._settings,
+            rules=self._rules,
+            policy=self._policy,
+            hold_seconds=self._hold_seconds,
+            call=call,
+            key=self.caller_key_for(call.caller),
+            now=now,
+            deadline=deadline,
+            channel=Channel.CONNECT,
+        ).hand_over()
+        try:
+            self._store.put_record(handover.record, deadline)
+        except StoreError as error:
+            logger.error("decision record not stored", extra={"error": str(error)})
+        return handover
 
     def answered(
         self,

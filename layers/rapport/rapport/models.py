@@ -368,6 +368,8 @@ class Outcome(StrEnum):
     ENDED = "ended"
     ABANDONED = "abandoned"
     FALLBACK = "fallback"
+    HANDED_OVER = "handed_over"
+    """An Amazon Connect contact: rapport named the agent (or routing criteria); Connect rings them."""
 
 
 class DecisionRecord(Stored):

@@ -24,7 +24,7 @@ from aws_lambda_powertools import Logger
 
 from rapport import SERVICE_NAME
 from rapport.budget import Deadline
-from rapport.call import CallState, InboundCall, Route, RouteKind, Stage, fallback
+from rapport.call import CallState, Channel, InboundCall, Route, RouteKind, Stage, fallback
 from rapport.explain import candidate_reasons
 from rapport.models import (
     AgentEndpoint,
@@ -40,6 +40,7 @@ from rapport.models import (
     LastAgent,
     Note,
     NoteCode,
+    Outcome,
     ProductStats,
     RoutingMode,
     line_key,
@@ -111,6 +112,19 @@ class Held:
         return line_key(self.agent_id, self.line)
 
 
+@dataclass(frozen=True)
+class Handover:
+    """What routing decided for an Amazon Connect contact: the ranked candidates (Connect users), the
+    caller's top interests where policy allows them, and the decision record as it is kept."""
+
+    decision: Decision
+    record: DecisionRecord
+    user_ids: Mapping[str, str]
+    """Candidate agent id → their Amazon Connect user id."""
+    interests: Sequence[str]
+    """The caller's strongest current interests (products), where the policy allows using them."""
+
+
 @dataclass
 class NewCall:
     """One new call being routed; `route()` runs the three steps."""
@@ -145,6 +159,7 @@ class NewCall:
     profile the context read returns)."""
     asked: Note | None = None
     """What the caller answered in this call, when asked."""
+    channel: Channel = Channel.SMA
 
     def __post_init__(self) -> None:
         self.tag = call_tag(self.call.call_id)
@@ -355,7 +370,11 @@ class NewCall:
         for agent in agents.values():
             if self._reachable(agent):
                 reachable.append(agent)
-            elif isinstance(agent, PooledAgent) and agent.endpoint.kind is EndpointKind.VOICE_CONNECTOR:
+            elif (
+                self.channel is Channel.SMA
+                and isinstance(agent, PooledAgent)
+                and agent.endpoint.kind is EndpointKind.VOICE_CONNECTOR
+            ):
                 on_voice_connector += 1
         notes = list(self.notes)
         if on_voice_connector:
@@ -377,6 +396,8 @@ class NewCall:
         if not isinstance(agent, PooledAgent):
             return True  # not seen yet: the pool read with the reservation tells where they ring
         kind = agent.endpoint.kind
+        if self.channel is Channel.CONNECT:
+            return kind is EndpointKind.CONNECT  # Connect rings only its own users
         if kind is EndpointKind.CONNECT:
             return False  # Amazon Connect rings its own agents; a SIP media application cannot
         return kind is not EndpointKind.VOICE_CONNECTOR or bool(self.settings.voice_connector_arn)
@@ -506,6 +527,67 @@ class NewCall:
             return False
         self._read_pools(more)
         return True
+
+    # -- hand over (Amazon Connect) ---------------------------------------------------------------------
+
+    def hand_over(self) -> Handover:
+        """Decide without reserving anybody: Connect's presence is authoritative for its agents, and
+        Connect rings them. The caller's last agent, when this container has not seen their pool lately,
+        costs one more read (there is no reservation for it to go out with)."""
+        self.look()
+        decision = self.decide()
+        if self.waiting:
+            self._read_pools([])
+            decision = self.decide()
+        user_ids = {
+            candidate.agent_id: endpoint.address
+            for candidate in decision.candidates
+            if (endpoint := self._endpoint(Held(candidate.agent_id, candidate.pool))) is not None
+        }
+        candidates = [c for c in decision.candidates if c.agent_id in user_ids]
+        decision = decision.model_copy(
+            update={
+                "candidates": candidates,
+                "mode": candidates[0].mode if candidates else RoutingMode.FALLBACK,
+            }
+        )
+        return Handover(decision, self._handed_over(decision), user_ids, self._top_interests())
+
+    def _top_interests(self) -> list[str]:
+        assert self.allowed is not None
+        if not self.allowed.use_interests:
+            return []
+        ranked = current_interests(self.context.interests, self.live, self.now, self.policy)
+        return sorted(ranked, key=lambda product: -ranked[product][0])[:TOP_INTERESTS]
+
+    def _handed_over(self, decision: Decision) -> DecisionRecord:
+        """The record of a handed-over contact, kept at once (no later event will carry it): the agent
+        named first, and, where policy allows, the last-agent link to them."""
+        if not decision.candidates:
+            record = self._record(decision)
+            return record.model_copy(
+                update={"mode": RoutingMode.FALLBACK, "candidates": [], "outcome": Outcome.FALLBACK}
+            )
+        record = self._record(decision)
+        first = decision.candidates[0]
+        state = self._state()
+        link = None
+        if state.link_days > 0 and self.key:
+            link = LastAgent(
+                agent_id=first.agent_id,
+                pool=first.pool,
+                call_id=self.call.call_id,
+                at=self.now,
+                expires_at=min(self.now + state.link_days * DAY, record.expires_at),
+            )
+        return record.model_copy(
+            update={
+                "mode": first.mode,
+                "agent_id": first.agent_id,
+                "outcome": Outcome.HANDED_OVER,
+                "link": link,
+            }
+        )
 
     # -- the outcome ------------------------------------------------------------------------------------
 

@@ -45,6 +45,20 @@ class Settings(BaseSettings):
     """The deployment's own numbers that are product lines, as JSON: `{"+18005550100": {"name":
     "headphones", "products": ["x200-headphones"]}}` (README, "Dialled lines")."""
 
+    # Amazon Connect (ConnectRouterFunction; README, "Amazon Connect").
+    connect_fallback_queue_id: str = Field(
+        default="", pattern=r"^$|^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    )
+    """The queue a contact goes to when rapport names no agent (its id, a UUID); empty: the flow's own."""
+    connect_product_attribute: str = Field(default="rapport-product", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    """The Connect predefined attribute whose values are rapport's product ids."""
+    connect_min_proficiency: int = Field(default=3, ge=1, le=5)
+    """The proficiency an interest step asks of agents in that product (Connect's 1-5 scale)."""
+    connect_known_agent_seconds: int = Field(default=20, ge=1, le=600)
+    """How long a contact waits for the caller's last agent before the next routing step."""
+    connect_interest_seconds: int = Field(default=30, ge=1, le=600)
+    """How long a contact waits for each interest step's agents before the next step."""
+
     @field_validator("dialled_lines")
     @classmethod
     def _lines_by_e164(cls, value: dict[str, DialledLine]) -> dict[str, DialledLine]:
