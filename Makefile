@@ -54,6 +54,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy functions/privacy
 	$(BIN)/mypy functions/agents
 	$(BIN)/mypy functions/connect_router
+	$(BIN)/mypy functions/connect_agent_events
 
 format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .

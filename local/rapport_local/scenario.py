@@ -13,6 +13,7 @@ import io
 import json
 import sys
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ from rapport.settings import DEVELOPMENT_PEPPER
 from rapport.signals import ProductInterest, Source
 from rapport.store.dynamodb import DynamoStore
 
+from rapport_local import PROJECT_DIR
 from rapport_local.emf import MetricTotals
 from rapport_local.engine import local_client, local_environment
 from rapport_local.http_api import http_request
@@ -53,6 +55,7 @@ from rapport_local.sma_driver import SimulatedCall, actions_of
 from rapport_local.sqs import sqs_record
 
 TABLE_NAME = "rapport-local"
+CONNECT_SAMPLE = PROJECT_DIR / "events" / "connect" / "inbound_voice.json"
 RING_SECONDS = 6.0
 MAX_STEPS = 12
 
@@ -129,7 +132,8 @@ class Expectation(_Strict):
     agent: str | None = None
     mode: RoutingMode | None = None
     attempts: int | None = None
-    route: Literal["agent", "fallback_number", "message"] | None = None
+    route: Literal["agent", "fallback_number", "message", "queue"] | None = None
+    """`queue`: an Amazon Connect contact for which rapport named no agent (the queue picks one)."""
     asked: bool | None = None
     """Whether the caller was asked in the call if their data may be used."""
 
@@ -144,6 +148,9 @@ class ScenarioCall(_Strict):
     name: str
     from_: str = Field(alias="from")
     to: str = "+18005550100"
+    channel: Literal["sma", "connect"] = "sma"
+    """`connect`: played as an Amazon Connect contact through ConnectRouterFunction (nobody is reserved,
+    nobody rings: the answer names the agent, or leaves the choice to the queue)."""
     sip_headers: dict[str, str] = Field(default_factory=dict)
     after_minutes: float = Field(default=0.0, ge=0)
     unanswered: list[str] = Field(default_factory=list)
@@ -310,6 +317,12 @@ class ScenarioPlayer:
             resources={"Table": table_name, "CallerKeySecret": ""},
             environment={**local_environment(endpoint), **(environment or {})},
         )
+        self.connect_function = LocalFunction(
+            "ConnectRouterFunction",
+            parameters=scenario.parameters,
+            resources={"Table": table_name, "CallerKeySecret": ""},
+            environment={**local_environment(endpoint), **(environment or {})},
+        )
         self.signal_outcomes: Counter[str] = Counter()
         """What became of the scenario's signals, by outcome (from the metrics SignalsFunction published)."""
         self.pepper = self.function.environment.get("RAPPORT_CALLER_KEY_PEPPER", DEVELOPMENT_PEPPER)
@@ -454,6 +467,8 @@ class ScenarioPlayer:
             return self.play_agent_step(spec)
         self.clock += spec.after_minutes * 60
         result = CallResult(name=spec.name, caller=self._names.get(spec.from_) or mask(spec.from_))
+        if spec.channel == "connect":
+            return self.play_contact(spec, result)
 
         def invoke(event: dict[str, Any]) -> Any:
             started = time.perf_counter()
@@ -489,6 +504,36 @@ class ScenarioPlayer:
         self._explain(spec, call.transaction_id, result)
         if spec.outcome is not None:
             self._post_outcome(spec.outcome, call.transaction_id, result)
+        self._compare(spec, result)
+        return result
+
+    def play_contact(self, spec: ScenarioCall, result: CallResult) -> CallResult:
+        """The call as an Amazon Connect contact: one invocation of ConnectRouterFunction, in the JSON mode
+        (which carries everything the string map does, and the routing criteria)."""
+        event = json.loads(CONNECT_SAMPLE.read_text())
+        data = event["Details"]["ContactData"]
+        data["ContactId"] = data["InitialContactId"] = data["PreviousContactId"] = str(uuid.uuid4())
+        data["CustomerEndpoint"] = {"Address": spec.from_, "Type": "TELEPHONE_NUMBER"}
+        data["SystemEndpoint"] = {"Address": spec.to, "Type": "TELEPHONE_NUMBER"}
+        event["Details"]["Parameters"]["response"] = "JSON"
+        started = time.perf_counter()
+        answer = self.invoke(event, self.connect_function)
+        result.handler_ms.append((time.perf_counter() - started) * 1000)
+        if not isinstance(answer, dict) or "rapport_mode" not in answer:
+            result.failures.append(f"Connect got no answer it can read: {answer!r}")
+            return result
+        user_id = answer.get("rapport_agent") or ""
+        result.mode = answer["rapport_mode"] if answer["rapport_mode"] != "fallback" else None
+        if user_id:
+            result.agent = self._addresses.get(user_id, user_id)
+            result.route = "agent"
+            result.rang.append(result.agent)
+        else:
+            result.route = "queue"
+        self.clock += spec.talk_seconds
+        self._explain(spec, answer["rapport_decision"], result)
+        if spec.outcome is not None:
+            self._post_outcome(spec.outcome, answer["rapport_decision"], result)
         self._compare(spec, result)
         return result
 

@@ -3,7 +3,7 @@
 Property-based (hypothesis): events shaped like the documented ones for every InvocationEventType, with
 random participants, numbers, SIP headers, TransactionAttributes and ActionData; the same events with
 fields deleted, added or given the wrong type; and arbitrary JSON. Each runs through the real handler
-against a table with a few agents. The Amazon Connect function does not exist yet: SMA events only.
+against a table with a few agents. ConnectRouterFunction has its own: test_fuzz_connect.py.
 """
 
 from __future__ import annotations

@@ -471,3 +471,17 @@ def test_only_the_named_connect_instance_may_invoke_the_connect_router(resources
         "secretsmanager:GetSecretValue",
     }
     assert resources["ConnectRouterFunction"]["Properties"]["Timeout"] <= 8
+
+
+def test_the_agent_event_consumer_exists_only_with_a_stream_and_reports_partial_failures(
+    resources: dict[str, Any],
+) -> None:
+    function = resources["ConnectAgentEventsFunction"]
+    assert function["Condition"] == "HasAgentEventStream"
+    assert resources["ConnectAgentEventsLogGroup"]["Condition"] == "HasAgentEventStream"
+    (source,) = function["Properties"]["Events"].values()
+    assert source["Type"] == "Kinesis"
+    assert source["Properties"]["Stream"] == {"Ref": "ConnectAgentEventStreamArn"}
+    assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    actions = {action for statement in policy_statements(function) for action in actions_of(statement)}
+    assert actions == {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"}

@@ -21,6 +21,7 @@ from rapport.models import (
     Agent,
     AgentEndpoint,
     AgentId,
+    EndpointKind,
     Presence,
     ProductId,
     Proficiency,
@@ -309,6 +310,7 @@ class AgentAdmin:
         for round_ in range(WRITE_ROUNDS):
             if self._store.stored(agent.agent_id) is not None:
                 raise Conflict(f"an agent {agent.agent_id} exists already")
+            self._connect_user_free(agent)
             directory, version = self._store.directory_now()
             pool = self._pool_with_room(agent, directory, now)
             placed = agent.model_copy(update={"pool": pool.view.pool_id})
@@ -332,6 +334,16 @@ class AgentAdmin:
         new_id = str(max(taken, default=-1) + 1)
         return self._store.pool_now(new_id, now)
 
+    def _connect_user_free(self, agent: Agent) -> None:
+        """An Amazon Connect user is one agent's endpoint, never two agents'."""
+        if agent.endpoint.kind is not EndpointKind.CONNECT:
+            return
+        holder = self._store.connect_user(agent.endpoint.address)
+        if holder is not None and holder != agent.agent_id:
+            raise Conflict(
+                f"Amazon Connect user {agent.endpoint.address} is the endpoint of {holder} already"
+            )
+
     def update(self, agent_id: str, change: AgentChange) -> AgentView:
         now = self._clock()
         for round_ in range(WRITE_ROUNDS):
@@ -344,6 +356,7 @@ class AgentAdmin:
             if change.products is not None:
                 fields["proficiency"] = dict(change.products)
             changed = stored.model_copy(update=fields)
+            self._connect_user_free(changed)
             pool = self._store.pool_now(stored.pool, now)
             others = [a for a in _agents_of(pool) if a.agent_id != agent_id]
             if not pool_fits([*others, changed]):
@@ -353,7 +366,9 @@ class AgentAdmin:
             directory, version = self._store.directory_now()
             listed = _listing(directory, changed)
             try:
-                self._store.change(changed, pool, (listed, version) if listed != directory else None)
+                self._store.change(
+                    changed, pool, (listed, version) if listed != directory else None, before=stored
+                )
             except ConditionFailed:
                 _back_off(round_)
                 continue
@@ -371,7 +386,7 @@ class AgentAdmin:
             pool = self._store.pool_now(stored.pool, now)
             lines = lines_of(pool.view.seats, agent_id)
             try:
-                self._store.delete(agent_id, pool)
+                self._store.delete(agent_id, pool, before=stored)
             except ConditionFailed:
                 _back_off(round_)
                 continue

@@ -124,6 +124,8 @@ class Agent(Model):
     status_reason: str = ""
     """Why the agent's presence was last set (by whom, or after how many calls not answered)."""
     status_at: float = 0.0
+    connect_at: float = 0.0
+    """The time of the last Amazon Connect agent event applied to the agent (older ones are ignored)."""
 
     def is_available(self, now: float, call_tag: str | None = None) -> bool:
         """Online and not held, or held by this very call (a repeated event must find the same agent)."""

@@ -99,6 +99,10 @@ class UnseenAgent:
         return True
 
 
+class Unreachable(Exception):
+    """The agent just held rings where this channel cannot reach (seen only once their pool was read)."""
+
+
 @dataclass(frozen=True)
 class Held:
     """An agent, their pool and one of their lines: what a reservation names."""
@@ -395,7 +399,11 @@ class NewCall:
     def _reachable(self, agent: Routable) -> bool:
         if not isinstance(agent, PooledAgent):
             return True  # not seen yet: the pool read with the reservation tells where they ring
-        kind = agent.endpoint.kind
+        return self._rings(agent.endpoint)
+
+    def _rings(self, endpoint: AgentEndpoint) -> bool:
+        """Whether this channel can reach an agent there."""
+        kind = endpoint.kind
         if self.channel is Channel.CONNECT:
             return kind is EndpointKind.CONNECT  # Connect rings only its own users
         if kind is EndpointKind.CONNECT:
@@ -435,6 +443,13 @@ class NewCall:
                     update={"candidates": [*window, *decision.candidates[CONTENTION_WINDOW:]]}
                 )
                 continue
+            except Unreachable as unreachable:
+                # Not a race another call won: decide again as before, without the per-call shuffle.
+                logger.info(str(unreachable), extra={"agent_id": chosen.agent_id})
+                self.lost.add(chosen.agent_id)
+                lost += 1
+                decision = self.decide()
+                continue
             except StoreUnavailable as error:
                 logger.error("reservation failed", extra={"error": str(error)})
                 return self._fallback(Note(code=NoteCode.RESERVATION_FAILED, detail=str(error)), decision)
@@ -471,9 +486,15 @@ class NewCall:
         if isinstance(results[0], StoreError):
             raise results[0]
         self._changed(wanted.pool, wanted.key, lambda seat: seat.held(self.tag, hold_until))
-        if self._endpoint(wanted) is None:
+        endpoint = self._endpoint(wanted)
+        if endpoint is None:
             self._let_go(wanted)
             raise StoreUnavailable(f"where {wanted.agent_id} rings could not be read")
+        if not self._rings(endpoint):
+            # The caller's last agent, held before their pool was read, rings where this channel cannot
+            # reach (an Amazon Connect user, say): let go, and on to the next candidate.
+            self._let_go(wanted)
+            raise Unreachable(f"{wanted.agent_id} cannot be reached on this channel")
 
     def _line(self, chosen: Candidate) -> int:
         """Which of the chosen agent's lines to hold, as this call saw their pool."""
@@ -562,7 +583,8 @@ class NewCall:
 
     def _handed_over(self, decision: Decision) -> DecisionRecord:
         """The record of a handed-over contact, kept at once (no later event will carry it): the agent
-        named first, and, where policy allows, the last-agent link to them."""
+        named first (known agent or interest; any other agent is the queue's choice), and, where policy
+        allows, the last-agent link to them."""
         if not decision.candidates:
             record = self._record(decision)
             return record.model_copy(
@@ -570,6 +592,9 @@ class NewCall:
             )
         record = self._record(decision)
         first = decision.candidates[0]
+        if first.mode is RoutingMode.ANY_AVAILABLE:
+            # Connect's queue picks among the free agents: rapport does not know who takes the contact.
+            return record.model_copy(update={"mode": first.mode, "outcome": Outcome.HANDED_OVER})
         state = self._state()
         link = None
         if state.link_days > 0 and self.key:

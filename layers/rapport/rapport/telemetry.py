@@ -64,6 +64,11 @@ class Metric(StrEnum):
     SIGNALS_REJECTED = "SignalsRejected"
     SIGNALS_FAILED = "SignalsFailed"
     """Not stored for now; delivered again."""
+    CONNECT_AGENT_EVENTS = "ConnectAgentEvents"
+    """Amazon Connect agent events that set an agent's presence."""
+    CONNECT_AGENT_EVENTS_SKIPPED = "ConnectAgentEventsSkipped"
+    """Agent events that changed nothing: a duplicate, one older than the last applied, a heartbeat of
+    an agent rapport does not know, or one that could not be read."""
     PRIVACY_REQUESTS = "PrivacyRequests"
     """Consent, objection, access, erasure and explanation requests carried out."""
     PRIVACY_REFUSED = "PrivacyRefused"

@@ -19,7 +19,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from rapport.models import LINE_MARK, Agent, Presence, line_key
+from rapport.models import LINE_MARK, Agent, EndpointKind, Presence, line_key
 from rapport.pools import Directory, PoolView, line_seats, lines_of, member_of
 from rapport.store import ConditionFailed, StoreUnavailable
 from rapport.store.dynamodb import DynamoStore
@@ -28,6 +28,7 @@ from rapport.store.layout import (
     DIRECTORY_KEY,
     ROSTER_SK,
     agent_key,
+    connect_user_key,
     decode_members,
     decode_seats,
     encode_lines,
@@ -193,6 +194,39 @@ class AgentStore(DynamoStore):
             update["ExpressionAttributeValues"] = dict(values)
         return {"Update": update}
 
+    def connect_user(self, user_id: str) -> str | None:
+        """The agent whose endpoint is this Amazon Connect user, if any."""
+        response = self._call(
+            "get_item",
+            None,
+            TableName=self.table_name,
+            Key=to_item(connect_user_key(user_id)),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return str(item["agent_id"]["S"]) if item else None
+
+    def _connect_user_put(self, agent: Agent) -> dict[str, Any]:
+        """The Connect user's entry naming this agent (only if no agent has that user yet)."""
+        return {
+            "Put": {
+                "TableName": self.table_name,
+                "Item": to_item({**connect_user_key(agent.endpoint.address), "agent_id": agent.agent_id}),
+                "ConditionExpression": "attribute_not_exists(pk) OR agent_id = :agent",
+                "ExpressionAttributeValues": {":agent": {"S": agent.agent_id}},
+            }
+        }
+
+    def _connect_user_delete(self, agent: Agent) -> dict[str, Any]:
+        return {
+            "Delete": {
+                "TableName": self.table_name,
+                "Key": to_item(connect_user_key(agent.endpoint.address)),
+                "ConditionExpression": "attribute_not_exists(pk) OR agent_id = :agent",
+                "ExpressionAttributeValues": {":agent": {"S": agent.agent_id}},
+            }
+        }
+
     def create(self, agent: Agent, pool: Pool, directory: tuple[Directory, int | None] | None) -> None:
         """Add a new agent to `pool` (a new one when its roster does not exist), and write `directory`
         when it must change to list them. Raises `ConditionFailed` when the agent exists or anything read
@@ -200,6 +234,8 @@ class AgentStore(DynamoStore):
         pool_id = pool.view.pool_id
         lines, member = encode_lines(line_seats(agent)), encode_member(member_of(agent))
         actions = [self._agent_put(agent, "attribute_not_exists(pk)")]
+        if agent.endpoint.kind is EndpointKind.CONNECT:
+            actions.append(self._connect_user_put(agent))
         if pool.version is None:
             for sk, values, extra in (
                 (AVAIL_SK, lines, {}),
@@ -237,6 +273,7 @@ class AgentStore(DynamoStore):
         agent: Agent,
         pool: Pool,
         directory: tuple[Directory, int | None] | None,
+        before: Agent | None = None,
     ) -> None:
         """Write an agent's new routing data, wrap-up time and lines in place, in their pool; `directory`
         when their pools by product change too. Lines added start free; a line taken away while a call
@@ -267,11 +304,16 @@ class AgentStore(DynamoStore):
                 pool.view.pool_id, agent.agent_id, expression, "attribute_exists(agents.#a)", values, names
             ),
         ]
+        if before is not None and before.endpoint != agent.endpoint:
+            if before.endpoint.kind is EndpointKind.CONNECT:
+                actions.append(self._connect_user_delete(before))
+            if agent.endpoint.kind is EndpointKind.CONNECT:
+                actions.append(self._connect_user_put(agent))
         if directory is not None:
             actions.append(self._directory_put(*directory))
         self._transact(actions)
 
-    def delete(self, agent_id: str, pool: Pool) -> None:
+    def delete(self, agent_id: str, pool: Pool, before: Agent | None = None) -> None:
         """Take an agent out of the table: their item, roster entry and lines, together."""
         more = [(line, seat) for line, seat in lines_of(pool.view.seats, agent_id) if line > 1]
         actions = [
@@ -292,6 +334,8 @@ class AgentStore(DynamoStore):
                 {f"#r{line}": line_key(agent_id, line) for line, _ in more},
             ),
         ]
+        if before is not None and before.endpoint.kind is EndpointKind.CONNECT:
+            actions.append(self._connect_user_delete(before))
         self._transact(actions)
 
     def set_presence(self, agent: Agent, presence: Presence, reason: str, at: float) -> None:
@@ -331,6 +375,45 @@ def _line_sets(lines: Mapping[str, Any]) -> tuple[str, dict[str, str], dict[str,
     names = {f"#l{index}": key for index, key in enumerate(lines)}
     values = {f":l{index}": value for index, value in enumerate(lines.values())}
     return ", ".join(f"agents.#l{index} = :l{index}" for index in range(len(lines))), names, values
+
+
+class ConnectPresenceStore(AgentStore):
+    """Agents' presence as Amazon Connect's agent event stream reports it."""
+
+    def presence_from_connect(self, agent: Agent, presence: Presence, reason: str, at: float) -> None:
+        """Set an agent's presence from a Connect agent event of time `at`, in one transaction, unless an
+        event of the same time or later was applied already (a duplicate, or one that arrived out of
+        order): then `ConditionFailed`, and nothing changes. Also when the agent is gone."""
+        online = presence is Presence.ONLINE
+        self._transact(
+            [
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": to_item(agent_key(agent.agent_id)),
+                        "UpdateExpression": (
+                            "SET presence = :presence, status_reason = :reason, status_at = :at,"
+                            " connect_at = :at"
+                        ),
+                        "ConditionExpression": (
+                            "attribute_exists(pk) AND (attribute_not_exists(connect_at) OR connect_at < :at)"
+                        ),
+                        "ExpressionAttributeValues": to_item(
+                            {":presence": presence.value, ":reason": reason, ":at": at}
+                        ),
+                    }
+                },
+                self._seat_update(
+                    agent.pool,
+                    agent.agent_id,
+                    "SET agents.#a.p = :presence, agents.#a.n = :zero"
+                    if online
+                    else "SET agents.#a.p = :presence",
+                    "attribute_exists(agents.#a)",
+                    {":presence": {"S": presence.value}, **({":zero": {"N": "0"}} if online else {})},
+                ),
+            ]
+        )
 
 
 OUTCOME_PREFIX = "OUTCOME#"

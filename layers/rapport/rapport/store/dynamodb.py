@@ -26,6 +26,7 @@ from rapport.models import (
     CallerContext,
     CallerProfile,
     DecisionRecord,
+    EndpointKind,
     Interest,
     LastAgent,
     Presence,
@@ -47,6 +48,7 @@ from rapport.store.layout import (
     ROSTER_SK,
     agent_key,
     caller_pk,
+    connect_user_key,
     decided_at,
     decode_link,
     decode_members,
@@ -548,6 +550,8 @@ class DynamoStore:
             TableName=self.table_name,
             Item=to_item({**agent_key(agent.agent_id), **agent.model_dump(mode="json")}),
         )
+        if agent.endpoint.kind is EndpointKind.CONNECT:
+            self._call("put_item", None, TableName=self.table_name, Item=connect_user_item(agent))
         if not existing:
             directory = self.directory(Deadline(60))
             primary = agent.primary_product()
@@ -585,6 +589,7 @@ class DynamoStore:
             placed = [agent.model_copy(update={"pool": pool_id}) for agent in members]
             items += pool_items(pool_id, placed)
             items += [to_item({**agent_key(a.agent_id), **a.model_dump(mode="json")}) for a in placed]
+            items += [connect_user_item(a) for a in placed if a.endpoint.kind is EndpointKind.CONNECT]
             for product in {agent.primary_product() for agent in placed} - {None}:
                 by_product.setdefault(str(product), []).append(pool_id)
         directory = Directory(pools=tuple(pools), by_product={p: tuple(ids) for p, ids in by_product.items()})
@@ -624,6 +629,11 @@ class DynamoStore:
         ]
         items += [encode_record(record) for record in records]
         self._batch_write(items)
+
+
+def connect_user_item(agent: Agent) -> dict[str, Any]:
+    """The item that names the agent whose endpoint is an Amazon Connect user."""
+    return to_item({**connect_user_key(agent.endpoint.address), "agent_id": agent.agent_id})
 
 
 def _let_go_names(agent: LetGo) -> dict[str, str]:

@@ -10,6 +10,7 @@
     AGENT#<agent-id>    / PROFILE                         the whole agent, with the pool they are in
     DIRECTORY           / POOLS                           every pool, and the pools of each product
     CATALOG             / PRODUCT#<product>               names and keywords
+    CONNECTUSER#<user>  / AGENT                           the agent whose endpoint is this Amazon Connect user
 
 Sort keys in a caller's partition are chosen so that one descending Query from PROFILE returns the
 profile, then the interests, then the newest decision records: the caller's whole context in one read.
@@ -74,6 +75,10 @@ def caller_pk(caller_key: str) -> str:
 
 def pool_pk(pool_id: str) -> str:
     return f"POOL#{pool_id}"
+
+
+def connect_user_key(user_id: str) -> dict[str, str]:
+    return {"pk": f"CONNECTUSER#{user_id}", "sk": "AGENT"}
 
 
 def agent_key(agent_id: str) -> dict[str, str]:
