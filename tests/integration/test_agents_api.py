@@ -552,3 +552,23 @@ def test_two_hundred_whole_calls_while_outcomes_and_status_changes_arrive(
             agents.handle(request("POST", "/outcomes", outcome(call_id, agent_id, False)))
     listed = ask(agents, "GET", "/agents", limit="100")["agents"]
     assert sum(record["calls"] for a in listed for record in a["record"].values()) == len(finished)
+
+
+def test_more_lines_than_the_agents_pool_has_room_for_are_refused_and_nothing_changes(
+    agents: LocalFunction,
+) -> None:
+    # Agents with 30-character ids fill a pool's 1 KB availability item long before 16 of them.
+    ids = [f"agent-with-a-long-identifier{index:02d}" for index in range(12)]
+    for agent_id in ids:
+        ask(agents, "POST", "/agents", new_agent(agent_id), status=201)
+    pools = {ask(agents, "GET", f"/agents/{agent_id}")["pool"] for agent_id in ids}
+    first_pool = ask(agents, "GET", f"/agents/{ids[0]}")["pool"]
+    assert len(pools) > 1  # the first pool filled up
+    refused = ask(agents, "PATCH", f"/agents/{ids[0]}", {"max_concurrent_calls": 4}, status=409)
+    assert "no room" in refused["error"]
+    unchanged = ask(agents, "GET", f"/agents/{ids[0]}")
+    assert (unchanged["max_concurrent_calls"], len(unchanged["lines"]), unchanged["pool"]) == (
+        1,
+        1,
+        first_pool,
+    )
