@@ -8,6 +8,7 @@ within the time budget: a fallback route, a polite message, or no new actions.
 from __future__ import annotations
 
 import gc
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -36,9 +37,12 @@ from screen_pop import screen_pop
 from sip_context import read_sip_context
 from sma_actions import (
     Action,
+    AudioSource,
     BridgeEndpoint,
     CallAndBridge,
     Hangup,
+    JoinChimeMeeting,
+    PlayAudio,
     Speak,
     SpeakAndGetDigits,
     Speech,
@@ -154,8 +158,21 @@ def _actions_for(route: Route, settings: Settings, event: SmaEvent) -> list[Acti
     return actions
 
 
+def _hold(settings: Settings, event: SmaEvent) -> list[Action]:
+    """Hold audio for the caller while a browser agent is offered the call, repeated for the ring
+    timeout: when it has played through, the offer has timed out (ACTION_SUCCESSFUL of PlayAudio)."""
+    leg = event.caller_leg
+    if leg is None or not leg.call_id:
+        return _closing(event, settings.fallback_message)
+    repeat = min(100, max(1, math.ceil(settings.ring_timeout_seconds / settings.hold_audio_seconds)))
+    source = AudioSource(BucketName=settings.hold_audio_bucket, Key=settings.hold_audio_key)
+    return [PlayAudio(CallId=leg.call_id, AudioSource=source, Repeat=repeat)]
+
+
 def _routed(route: Route, settings: Settings, event: SmaEvent) -> list[Action]:
     if route.kind is RouteKind.AGENT and route.endpoint is not None:
+        if route.endpoint.kind is EndpointKind.BROWSER:
+            return _hold(settings, event)
         if route.endpoint.kind is EndpointKind.PSTN:
             endpoint = BridgeEndpoint(BridgeEndpointType="PSTN", Uri=route.endpoint.address)
         else:
@@ -268,7 +285,7 @@ def on_action_failed(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) 
         return EMPTY
     if action is not None and action.type == "SpeakAndGetDigits" and state.stage is Stage.ASKING:
         return _after_question(event, state, None, deadline, metrics)
-    if action is None or action.type != "CallAndBridge":
+    if action is None or action.type not in ("CallAndBridge", "JoinChimeMeeting"):
         # A failed Speak or Hangup: nothing sensible is left to play; end the call cleanly.
         done = state.model_copy(update={"stage": Stage.DONE})
         return response([Hangup(ParticipantTag="LEG-A")], to_attributes(done))
@@ -298,7 +315,9 @@ def on_action_successful(event: SmaEvent, deadline: Deadline, metrics: CallMetri
         if asked is None or asked.stage is not Stage.ASKING:
             return EMPTY
         return _after_question(event, asked, action.received_digits, deadline, metrics)
-    if action is None or action.type != "CallAndBridge":
+    if action is not None and action.type == "PlayAudio":
+        return _offer_timed_out(event, deadline, metrics)
+    if action is None or action.type not in ("CallAndBridge", "JoinChimeMeeting"):
         return EMPTY
     before = _state(event) or CallState()
     state = services().flow.connected(before, event.call_details.transaction_id, now(), deadline)
@@ -307,6 +326,46 @@ def on_action_successful(event: SmaEvent, deadline: Deadline, metrics: CallMetri
     if before.ringing is not None:
         metrics.count(Metric.AGENT_ON_CALL)
     return response([], to_attributes(state))
+
+
+def _offer_timed_out(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
+    """The hold audio played through: the browser agent offered the call did not accept in time. On to
+    the next candidate (a bridge is still possible: nothing is bridged yet), else the fallback."""
+    state = _state(event)
+    if state is None or state.stage is not Stage.AGENT or state.ringing is None:
+        return EMPTY
+    svc = services()
+    route = svc.flow.no_answer(state, event.call_details.transaction_id, "OfferNotAccepted", now(), deadline)
+    metrics.count(Metric.FAILOVERS)
+    return _answer(route, svc.settings, event, metrics, state)
+
+
+def on_call_update_requested(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
+    """A browser agent answered the offer, through the agents API's `UpdateSipMediaApplicationCall`:
+    `rp_offer` `accept` with the caller attendee's `JoinToken` and the `MeetingId` (join the caller into
+    the meeting, which interrupts the hold audio), or `decline` (on to the next candidate). An answer for
+    an agent this call is not offered to any more (late, or repeated) changes nothing."""
+    action = event.action_data
+    arguments = action.parameters.get("Arguments") if action is not None else None
+    state = _state(event)
+    if not isinstance(arguments, dict) or state is None or state.stage is not Stage.AGENT:
+        return EMPTY
+    offered = state.ringing
+    if offered is None or arguments.get("rp_agent") != offered.agent_id:
+        logger.info("call update for an agent not offered this call: ignored")
+        return EMPTY
+    answer = arguments.get("rp_offer")
+    if answer == "decline":
+        svc = services()
+        route = svc.flow.no_answer(state, event.call_details.transaction_id, "OfferDeclined", now(), deadline)
+        metrics.count(Metric.FAILOVERS)
+        return _answer(route, svc.settings, event, metrics, state)
+    token, meeting, leg = arguments.get("JoinToken"), arguments.get("MeetingId"), event.caller_leg
+    if answer != "accept" or not isinstance(token, str) or not isinstance(meeting, str) or leg is None:
+        logger.warning("call update without what a join needs: ignored")
+        return EMPTY
+    join = JoinChimeMeeting(JoinToken=token, MeetingId=meeting, CallId=leg.call_id)
+    return response([join], to_attributes(state.model_copy(update={"meeting_id": meeting})))
 
 
 def on_hangup(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
@@ -363,7 +422,7 @@ HANDLERS: dict[str, Handler] = {
     "CALL_ANSWERED": ignore,
     "ACTION_INTERRUPTED": ignore,
     "DIGITS_RECEIVED": ignore,
-    "CALL_UPDATE_REQUESTED": ignore,
+    "CALL_UPDATE_REQUESTED": on_call_update_requested,
 }
 
 # Event types after which the caller would be left in silence if we answered nothing.

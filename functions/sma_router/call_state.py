@@ -17,6 +17,7 @@ from rapport.models import DecisionRecord
 
 _CALLER_KEY = re.compile(r"^[0-9a-f]{64}$")
 _WORDS = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}(,[a-z0-9][a-z0-9._-]{0,63}){0,4}$")
+_MEETING = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MAX_RECORD_CHARS = 16_000
 
 
@@ -24,8 +25,10 @@ def to_attributes(state: CallState) -> dict[str, str]:
     asking = (
         {"rp_ask": ",".join(state.asking), "rp_live": ",".join(state.live_products)} if state.asking else {}
     )
+    meeting = {"rp_meet": state.meeting_id} if state.meeting_id else {}
     return {
         **asking,
+        **meeting,
         "rp_stage": state.stage.value,
         "rp_caller": state.caller_key or "",
         "rp_link": str(state.link_days),
@@ -59,9 +62,16 @@ def from_attributes(attributes: Mapping[str, Any] | None, call_id: str) -> CallS
             record=record,
             asking=_words(attributes.get("rp_ask")),
             live_products=_words(attributes.get("rp_live")),
+            meeting_id=_meeting(attributes.get("rp_meet")),
         )
     except (ValueError, ValidationError):
         return None
+
+
+def _meeting(value: object) -> str | None:
+    """A Chime SDK meeting id (a UUID), or None."""
+    text = str(value or "")
+    return text if _MEETING.match(text) else None
 
 
 def _words(value: object) -> tuple[str, ...]:

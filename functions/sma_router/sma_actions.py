@@ -65,13 +65,37 @@ class SpeakAndGetDigits(_Parameters):
     RepeatDurationInMilliseconds: int = Field(default=6000, ge=1000)
 
 
+class AudioSource(_Parameters):
+    Type: Literal["S3"] = "S3"
+    BucketName: str = Field(min_length=3, max_length=63)
+    Key: str = Field(min_length=1, max_length=1024)
+
+
+class PlayAudio(_Parameters):
+    """Audio from S3 on one leg, `Repeat` times; interruptible (a call update ends it early). When it has
+    played through, the SMA sends ACTION_SUCCESSFUL."""
+
+    CallId: str
+    AudioSource: AudioSource
+    Repeat: int = Field(default=1, ge=1, le=100)
+
+
+class JoinChimeMeeting(_Parameters):
+    """Join the caller's leg into a Chime SDK meeting as the attendee of `JoinToken`. Not on a bridged call.
+    `MeetingId` is required for meetings made with the chime-sdk-meetings API."""
+
+    JoinToken: str = Field(min_length=2, max_length=2048)
+    MeetingId: str = Field(min_length=2, max_length=64)
+    CallId: str
+
+
 class Hangup(_Parameters):
     SipResponseCode: Literal["0", "480", "486"] = "0"
     CallId: str | None = None
     ParticipantTag: str | None = None
 
 
-Action = CallAndBridge | Speak | SpeakAndGetDigits | Hangup
+Action = CallAndBridge | Speak | SpeakAndGetDigits | PlayAudio | JoinChimeMeeting | Hangup
 
 
 def response(actions: list[Action], attributes: dict[str, str] | None = None) -> dict[str, Any]:

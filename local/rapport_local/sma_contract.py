@@ -99,6 +99,37 @@ def _speak_and_get_digits(parameters: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _play_audio(parameters: dict[str, Any]) -> list[str]:
+    """`PlayAudio`: a CallId (or LEG-A/LEG-B), an S3 source with bucket and key, Repeat 1-100."""
+    problems = []
+    if not (parameters.get("CallId") or parameters.get("ParticipantTag") in ("LEG-A", "LEG-B")):
+        problems.append("PlayAudio needs a CallId or ParticipantTag")
+    source = parameters.get("AudioSource")
+    if not isinstance(source, dict) or source.get("Type") != "S3":
+        problems.append("PlayAudio.AudioSource must be {Type: S3, BucketName, Key}")
+    elif not source.get("BucketName") or not source.get("Key"):
+        problems.append("PlayAudio.AudioSource needs a BucketName and a Key")
+    repeat = parameters.get("Repeat", 1)
+    if not isinstance(repeat, int) or not 1 <= repeat <= 100:
+        problems.append("PlayAudio.Repeat must be 1-100")
+    return problems
+
+
+def _join_chime_meeting(parameters: dict[str, Any]) -> list[str]:
+    """`JoinChimeMeeting`: `JoinToken` (not `AttendeeJoinToken`) and, for chime-sdk-meetings meetings,
+    `MeetingId`; the caller's leg by CallId or LEG-A."""
+    problems = []
+    if "AttendeeJoinToken" in parameters:
+        problems.append("JoinChimeMeeting takes JoinToken, not AttendeeJoinToken")
+    if not parameters.get("JoinToken"):
+        problems.append("JoinChimeMeeting needs a JoinToken")
+    if not parameters.get("MeetingId"):
+        problems.append("JoinChimeMeeting needs the MeetingId of a chime-sdk-meetings meeting")
+    if not (parameters.get("CallId") or parameters.get("ParticipantTag") == "LEG-A"):
+        problems.append("JoinChimeMeeting needs a CallId or ParticipantTag LEG-A")
+    return problems
+
+
 def response_problems(response: Any) -> list[str]:
     """Every reason the SMA would reject this response; empty when it is valid."""
     if not isinstance(response, dict):
@@ -131,6 +162,10 @@ def response_problems(response: Any) -> list[str]:
                 problems.append("Speak.Text must be 1-1,000 characters")
         elif kind == "SpeakAndGetDigits":
             problems += _speak_and_get_digits(parameters)
+        elif kind == "PlayAudio":
+            problems += _play_audio(parameters)
+        elif kind == "JoinChimeMeeting":
+            problems += _join_chime_meeting(parameters)
         elif kind == "Hangup":
             if not (parameters.get("CallId") or parameters.get("ParticipantTag")):
                 problems.append("Hangup needs a CallId or ParticipantTag")

@@ -109,6 +109,33 @@ class SimulatedCall:
         action |= {"ErrorType": "InvalidDigitsReceived", "ErrorMessage": "No valid digits were received."}
         return self.send(self.event("ACTION_FAILED", [self.leg_a], action))
 
+    def audio_played(self, play: dict[str, Any]) -> dict[str, Any]:
+        """A PlayAudio with these parameters played through (all its repeats): ACTION_SUCCESSFUL."""
+        return self.send(
+            self.event("ACTION_SUCCESSFUL", [self.leg_a], {"Type": "PlayAudio", "Parameters": play})
+        )
+
+    def call_update(self, arguments: dict[str, str]) -> dict[str, Any]:
+        """What `UpdateSipMediaApplicationCall(TransactionId, Arguments)` makes the SMA send."""
+        action = {"Type": "CallUpdateRequest", "Parameters": {"Arguments": dict(arguments)}}
+        return self.send(self.event("CALL_UPDATE_REQUESTED", [self.leg_a], action))
+
+    def meeting_joined(self, join: dict[str, Any]) -> dict[str, Any]:
+        """The caller's leg joined the meeting: a LEG-B into the Chime media service appears, reported as
+        ACTION_SUCCESSFUL of JoinChimeMeeting."""
+        self.leg_b = self._leg("LEG-B", "Outbound", to="SMA", from_=str(self.leg_a["From"]))
+        action = {"Type": "JoinChimeMeeting", "Parameters": join}
+        return self.send(self.event("ACTION_SUCCESSFUL", [self.leg_a, self.leg_b], action))
+
+    def meeting_join_failed(self, join: dict[str, Any]) -> dict[str, Any]:
+        action = {
+            "Type": "JoinChimeMeeting",
+            "Parameters": join,
+            "ErrorType": "InvalidActionParameter",
+            "ErrorMessage": "JoinToken parameter value is invalid.",
+        }
+        return self.send(self.event("ACTION_FAILED", [self.leg_a], action))
+
     def hangup(self, tag: str = "LEG-A") -> dict[str, Any]:
         """One leg hangs up; the other (if any) is still connected until the handler hangs it up."""
         legs = [leg for leg in (self.leg_a, self.leg_b) if leg is not None]

@@ -57,6 +57,8 @@ class CallState(BaseModel):
     """While the caller is asked: the purposes their answer is recorded for."""
     live_products: tuple[str, ...] = ()
     """While the caller is asked: the products the call named (SIP header), for routing after."""
+    meeting_id: str | None = None
+    """The Chime SDK meeting the caller was joined into with a browser agent, once they accepted."""
 
     @property
     def ringing(self) -> Attempt | None:

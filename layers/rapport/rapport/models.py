@@ -48,6 +48,9 @@ class EndpointKind(StrEnum):
     PSTN = "pstn"
     CONNECT = "connect"
     """An Amazon Connect user: Connect rings them; the SIP media application never bridges to them."""
+    BROWSER = "browser"
+    """An agent who takes calls in rapport's agent page: the caller hears hold audio while the page is
+    offered the call, and joins a Chime SDK meeting with the agent when they accept."""
 
 
 _ADDRESS_RULES = {
@@ -55,6 +58,10 @@ _ADDRESS_RULES = {
     EndpointKind.VOICE_CONNECTOR: (
         re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,29}$"),
         "a SIP user part of letters, digits and . _ + - (at most 30)",
+    ),
+    EndpointKind.BROWSER: (
+        re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,29}$"),
+        "the name the agent's page signs in with: letters, digits and . _ - (at most 30)",
     ),
     EndpointKind.CONNECT: (
         re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),

@@ -408,6 +408,8 @@ class NewCall:
             return kind is EndpointKind.CONNECT  # Connect rings only its own users
         if kind is EndpointKind.CONNECT:
             return False  # Amazon Connect rings its own agents; a SIP media application cannot
+        if kind is EndpointKind.BROWSER:
+            return bool(self.settings.hold_audio_bucket)  # the caller waits on hold while the page is asked
         return kind is not EndpointKind.VOICE_CONNECTOR or bool(self.settings.voice_connector_arn)
 
     def _free(self, agent: PooledAgent) -> bool:

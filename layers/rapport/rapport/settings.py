@@ -28,6 +28,12 @@ class Settings(BaseSettings):
         "Sorry, all of our agents are busy right now. Please call again a little later. Goodbye."
     )
     caller_id_number: str = ""
+    hold_audio_bucket: str = ""
+    """The stack's bucket of hold audio, played to a caller while a browser agent is offered the call;
+    empty: browser agents are not offered calls."""
+    hold_audio_key: str = "hold.wav"
+    hold_audio_seconds: int = Field(default=10, ge=1, le=600)
+    """How long the hold clip plays once: it repeats until the ring timeout has passed."""
     time_budget_ms: int = Field(default=1500, ge=100, le=4000)
     """For events after which a caller waits for a route."""
     bookkeeping_budget_ms: int = Field(default=3000, ge=100, le=4000)

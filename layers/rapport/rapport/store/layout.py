@@ -166,10 +166,15 @@ def item_size(item: Mapping[str, Any]) -> int:
 #                 row, w wrap-up seconds. An agent who takes more calls at once has a seat per further line
 #                 (`<agent>~2`, …) with s, u, i and c only: presence, no-answers and wrap-up are the agent's,
 #                 kept on their first seat.
-# Member (ROSTER): e endpoint {k kind: "v" Voice Connector / "p" PSTN / "c" Amazon Connect, a address},
-#                 f proficiency {product: 1-5}, x record {product: [calls, sales]}.
+# Member (ROSTER): e endpoint {k kind: "v" Voice Connector / "p" PSTN / "c" Amazon Connect / "b" browser,
+#                 a address}, f proficiency {product: 1-5}, x record {product: [calls, sales]}.
 
-_KINDS = {EndpointKind.VOICE_CONNECTOR: "v", EndpointKind.PSTN: "p", EndpointKind.CONNECT: "c"}
+_KINDS = {
+    EndpointKind.VOICE_CONNECTOR: "v",
+    EndpointKind.PSTN: "p",
+    EndpointKind.CONNECT: "c",
+    EndpointKind.BROWSER: "b",
+}
 _KIND_OF = {code: kind for kind, code in _KINDS.items()}
 
 
