@@ -7,6 +7,9 @@
     DELETE /agents/{agent_id}           take an agent off the roster         200
     PUT    /agents/{agent_id}/status    available, away or offline           200, the agent
     POST   /outcomes                    what became of a call, per product   200, counted or duplicate
+    GET    /agents/{agent_id}/offers    calls offered to a browser agent     200, {"offers"}
+    POST   /agents/{agent_id}/offers/{call_id}/accept   join the call        200, meeting and attendee
+    POST   /agents/{agent_id}/offers/{call_id}/decline  pass it on           200
 
 Outcomes also arrive as EventBridge events on the stack's bus (detail-type `rapport.outcome`, the detail
 an outcome report); each call's outcome for a product counts once, however often it is sent.
@@ -20,15 +23,18 @@ change is one transaction, so nothing is half-written and asking again is safe).
 from __future__ import annotations
 
 import json
+import os
 import time
-from functools import cache
+from functools import cache, cached_property
 from typing import Annotated, Any, TypeVar
 
+import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from botocore.config import Config
 from pydantic import BaseModel, ValidationError
 from rapport import SERVICE_NAME
 from rapport.agents import (
@@ -48,6 +54,7 @@ from rapport.agents import (
 from rapport.http import json_response
 from rapport.log_privacy import RedactingFormatter
 from rapport.models import AgentId
+from rapport.offers import Acceptance, Declined, OfferDesk, OfferList, OfferStore
 from rapport.settings import Settings
 from rapport.signals import problems
 from rapport.store import StoreError
@@ -67,6 +74,28 @@ class Services:
         store = OutcomeStore.for_table(self.settings.table_name)
         self.admin = AgentAdmin(store, clock=lambda: now())
         self.outcomes = Outcomes(store, clock=lambda: now())
+        self.desk = OfferDesk(
+            OfferStore(store.client, self.settings.table_name),
+            lambda: self.meetings,
+            lambda: self.voice,
+            self.settings.sip_media_application_id,
+            os.environ.get("AWS_REGION", "us-east-1"),
+            clock=lambda: now(),
+        )
+
+    @cached_property
+    def meetings(self) -> Any:
+        return boto3.session.Session().client("chime-sdk-meetings", config=CHIME_CONFIG)
+
+    @cached_property
+    def voice(self) -> Any:
+        return boto3.session.Session().client("chime-sdk-voice", config=CHIME_CONFIG)
+
+
+# The page waits on these answers: short timeouts, one retry.
+CHIME_CONFIG = Config(
+    connect_timeout=1.0, read_timeout=3.0, retries={"total_max_attempts": 2, "mode": "standard"}
+)
 
 
 @cache
@@ -118,6 +147,29 @@ def set_status(
 @app.post("/outcomes", summary="What became of a call: a sale or not, per product (counted once per call)")
 def report_outcome(report: Annotated[OutcomeReport, Body(embed=False)]) -> Response[OutcomeAnswer]:
     return _answer(200, services().outcomes.report(report))
+
+
+CallPath = Annotated[
+    str, Path(description="The offered call's id (the decision id)", pattern=r"^[A-Za-z0-9-]{1,64}$")
+]
+
+
+@app.get("/agents/<agent_id>/offers", summary="Calls offered to a browser agent right now")
+def list_offers(agent_id: AgentPath) -> Response[OfferList]:
+    return _answer(200, services().desk.offers(agent_id))
+
+
+@app.post(
+    "/agents/<agent_id>/offers/<call_id>/accept",
+    summary="Accept an offered call: the caller is joined into a meeting with the agent",
+)
+def accept_offer(agent_id: AgentPath, call_id: CallPath) -> Response[Acceptance]:
+    return _answer(200, services().desk.accept(agent_id, call_id))
+
+
+@app.post("/agents/<agent_id>/offers/<call_id>/decline", summary="Decline an offered call: it moves on")
+def decline_offer(agent_id: AgentPath, call_id: CallPath) -> Response[Declined]:
+    return _answer(200, services().desk.decline(agent_id, call_id))
 
 
 def _answer(code: int, body: M) -> Response[M]:
@@ -183,7 +235,8 @@ def bad_request(error: RequestValidationError) -> Response[str]:
 
 
 def not_found(error: NotFound) -> Response[str]:
-    return json_response(404, {"error": f"no agent {error}"})
+    text = str(error)
+    return json_response(404, {"error": text if " " in text else f"no agent {text}"})
 
 
 def no_route(error: NotFoundError) -> Response[str]:

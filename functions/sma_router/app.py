@@ -12,10 +12,13 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
+import boto3
 from aws_lambda_powertools import Logger
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from call_state import from_attributes, to_attributes
 from rapport import SERVICE_NAME
 from rapport.budget import BudgetSpent, Deadline, enforced
@@ -76,6 +79,17 @@ class Services:
         # Everything built so far (botocore's models above all) lives as long as the container: keep it
         # out of the garbage collector's full passes, which would otherwise walk it on some invocations.
         gc.freeze()
+
+    @cached_property
+    def meetings(self) -> Any:
+        """The chime-sdk-meetings client, in this Region (where the meetings of browser calls are made),
+        built the first time a meeting must be ended."""
+        return boto3.session.Session().client("chime-sdk-meetings", config=MEETINGS_CONFIG)
+
+
+# Ending a meeting is bookkeeping after a hang-up: one short try (a meeting with nobody in it ends by
+# itself after five minutes anyway).
+MEETINGS_CONFIG = Config(connect_timeout=0.5, read_timeout=1.0, retries={"total_max_attempts": 1})
 
 
 @cache
@@ -368,9 +382,23 @@ def on_call_update_requested(event: SmaEvent, deadline: Deadline, metrics: CallM
     return response([join], to_attributes(state.model_copy(update={"meeting_id": meeting})))
 
 
+def _end_meeting(meeting_id: str) -> None:
+    """End a browser call's meeting when either side hangs up, so the other side's session ends too. A
+    meeting ended already (the agent's page hung up first) is no error."""
+    try:
+        services().meetings.delete_meeting(MeetingId=meeting_id)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "NotFoundException":
+            logger.warning("meeting not ended", extra={"meeting_id": meeting_id, "error": str(error)})
+    except BotoCoreError as error:
+        logger.warning("meeting not ended", extra={"meeting_id": meeting_id, "error": str(error)})
+
+
 def on_hangup(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
     """Chime does not hang up the other leg: do it, free the agent and store the decision record."""
     state = _state(event) or CallState()
+    if state.meeting_id:
+        _end_meeting(state.meeting_id)
     if state.holding is not None:
         metrics.count(Metric.AGENT_WRAP_UP if state.stage is Stage.CONNECTED else Metric.AGENT_FREED)
     if state.stage is not Stage.DONE:

@@ -443,7 +443,14 @@ def agents_openapi(args: argparse.Namespace) -> int:
 
 
 def agents_openapi_document() -> str:
-    function = LocalFunction("AgentsFunction", resources={"Table": TABLE_NAME, "CallerKeySecret": ""})
+    function = LocalFunction(
+        "AgentsFunction",
+        resources={
+            "Table": TABLE_NAME,
+            "CallerKeySecret": "",
+            "SipMediaApplication.SipMediaApplicationId": "",
+        },
+    )
     document: str = function.module.openapi_document()
     return document
 

@@ -51,7 +51,7 @@ from rapport_local.engine import local_client, local_environment
 from rapport_local.http_api import http_request
 from rapport_local.lambda_runner import LocalFunction
 from rapport_local.sma_contract import response_problems
-from rapport_local.sma_driver import SimulatedCall, actions_of
+from rapport_local.sma_driver import LOCAL_SMA_ID, SimulatedCall, actions_of
 from rapport_local.sqs import sqs_record
 
 TABLE_NAME = "rapport-local"
@@ -314,7 +314,11 @@ class ScenarioPlayer:
         self.agents_function = LocalFunction(
             "AgentsFunction",
             parameters=scenario.parameters,
-            resources={"Table": table_name, "CallerKeySecret": ""},
+            resources={
+                "Table": table_name,
+                "CallerKeySecret": "",
+                "SipMediaApplication.SipMediaApplicationId": LOCAL_SMA_ID,
+            },
             environment={**local_environment(endpoint), **(environment or {})},
         )
         self.connect_function = LocalFunction(

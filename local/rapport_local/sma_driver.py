@@ -14,6 +14,10 @@ from typing import Any
 Invoke = Callable[[dict[str, Any]], Any]
 
 
+LOCAL_SMA_ID = "local-sma"
+"""The SIP media application id of calls played locally."""
+
+
 class SimulatedCall:
     def __init__(
         self,
@@ -55,7 +59,7 @@ class SimulatedCall:
             "AwsAccountId": "123456789012",
             "AwsRegion": "us-east-1",
             "SipRuleId": "local-sip-rule",
-            "SipMediaApplicationId": "local-sma",
+            "SipMediaApplicationId": LOCAL_SMA_ID,
             "Participants": [dict(p) for p in participants],
         }
         if self.attributes:

@@ -108,11 +108,18 @@ def function_spec(template: dict[str, Any], logical_id: str, project_dir: Path =
 
 
 def resolve(value: Any, refs: dict[str, str]) -> str:
-    """A template value (plain or `Ref`) as the string Lambda would see in its environment."""
+    """A template value (plain, `Ref` or `Fn::GetAtt`) as the string Lambda would see in its
+    environment; an attribute is looked up as `Resource.Attribute` among the resources given."""
     if isinstance(value, dict) and set(value) == {"Ref"}:
         name = value["Ref"]
         if name not in refs:
             raise KeyError(f"no local value for Ref {name}; pass it as a parameter or resource")
+        return refs[name]
+    if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
+        target = value["Fn::GetAtt"]
+        name = ".".join(target) if isinstance(target, list) else str(target)
+        if name not in refs:
+            raise KeyError(f"no local value for {name}; pass it as a resource")
         return refs[name]
     if isinstance(value, str | int | float | bool):
         return str(value)

@@ -35,7 +35,11 @@ def agents(dynamodb_endpoint: str, table: str) -> LocalFunction:
     """AgentsFunction as `sam local invoke` would run it, against this test's table."""
     return LocalFunction(
         "AgentsFunction",
-        resources={"Table": table, "CallerKeySecret": ""},
+        resources={
+            "Table": table,
+            "CallerKeySecret": "",
+            "SipMediaApplication.SipMediaApplicationId": "local-sma",
+        },
         environment=local_environment(dynamodb_endpoint),
     )
 

@@ -4,15 +4,19 @@ offer run out. Replayed as the SMA sends the documented events, through the real
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import pytest
+from botocore.stub import ANY, Stubber
 from builders import RouterFactory, agent, state_of
 from rapport.models import AgentEndpoint, AttemptOutcome, EndpointKind, Outcome
 from rapport.numbers import caller_key
 from rapport.settings import DEVELOPMENT_PEPPER
 from rapport.store.dynamodb import DynamoStore
+from rapport_local.engine import local_environment
+from rapport_local.http_api import http_request
 from rapport_local.lambda_runner import LocalFunction
 from rapport_local.sma_contract import response_problems
 from rapport_local.sma_driver import SimulatedCall, actions_of, bridge_target
@@ -32,6 +36,12 @@ def router(make_router: RouterFactory, store: DynamoStore) -> LocalFunction:
     )
     store.put_agent(agent("desk-01", now - 300))
     return make_router(environment={"RAPPORT_HOLD_AUDIO_BUCKET": BUCKET})
+
+
+def meetings(router: LocalFunction) -> Any:
+    """The router container's chime-sdk-meetings client (for botocore's Stubber)."""
+    with router.environment_applied():
+        return router.module.services().meetings
 
 
 def checked(router: LocalFunction) -> Any:
@@ -74,10 +84,31 @@ def test_accepting_joins_the_caller_into_the_meeting_and_hang_up_ends_it(
     assert call.meeting_joined(join)["Actions"] == []
     anna = store.agent("anna")
     assert anna is not None and anna.state.value == "on_call"
-    hung_up = call.hangup("LEG-A")
+    with Stubber(meetings(router)) as chime:
+        chime.add_response("delete_meeting", {}, {"MeetingId": MEETING})
+        hung_up = call.hangup("LEG-A")
+        chime.assert_no_pending_responses()  # the meeting was ended: the agent's page session ends too
     assert [h["CallId"] for h in actions_of(hung_up, "Hangup")] == [call.leg_b["CallId"]]  # type: ignore[index]
     record = store.decision(caller_key(CALLER, DEVELOPMENT_PEPPER), call.transaction_id)
     assert record is not None and (record.agent_id, record.outcome) == ("anna", Outcome.ENDED)
+
+
+def test_the_agent_leaving_hangs_up_the_caller_whether_or_not_the_meeting_is_still_there(
+    router: LocalFunction, store: DynamoStore
+) -> None:
+    call, _ = offered(router)
+    joined = call.call_update(
+        {"rp_offer": "accept", "rp_agent": "anna", "JoinToken": TOKEN, "MeetingId": MEETING}
+    )
+    call.meeting_joined(actions_of(joined, "JoinChimeMeeting")[0])
+    with Stubber(meetings(router)) as chime:
+        # The agent's page ended the meeting first: the meeting leg drops, the meeting is gone already.
+        chime.add_client_error("delete_meeting", "NotFoundException", http_status_code=404)
+        hung_up = call.hangup("LEG-B")
+        chime.assert_no_pending_responses()
+    assert [h["CallId"] for h in actions_of(hung_up, "Hangup")] == [call.leg_a["CallId"]]
+    anna = store.agent("anna")
+    assert anna is not None and anna.state.value == "wrap_up"
 
 
 @pytest.mark.parametrize(
@@ -131,3 +162,128 @@ def test_without_a_hold_audio_bucket_browser_agents_are_not_offered_calls(
     store.put_agent(agent("desk-01", time.time() - 300))
     call = SimulatedCall(checked(make_router()), CALLER)
     assert bridge_target(call.new_inbound()) == "desk-01"
+
+
+# -- the agent's answer, through the agents API ---------------------------------------------------------
+
+AGENT_ATTENDEE = {
+    "ExternalUserId": "agent-anna",
+    "AttendeeId": "6a7b8c9d-0e1f-4a2b-8c3d-4e5f6a7b8c9d",
+    "JoinToken": "YWdlbnQgYW5uYSdzIGpvaW4gdG9rZW4",
+    "Capabilities": {"Audio": "SendReceive", "Video": "None", "Content": "None"},
+}
+MEETING_RESPONSE = {
+    "Meeting": {
+        "MeetingId": MEETING,
+        "ExternalMeetingId": "the-call-id",
+        "MediaRegion": "us-east-1",
+        "MediaPlacement": {
+            "AudioHostUrl": "abc.k.m1.ue1.app.chime.aws:3478",
+            "AudioFallbackUrl": "wss://haxrp.m1.ue1.app.chime.aws:443/calls/x",
+            "SignalingUrl": "wss://signal.m1.ue1.app.chime.aws/control/x",
+            "TurnControlUrl": "https://ccp.cp.ue1.app.chime.aws/v2/turn_sessions",
+            "EventIngestionUrl": "https://data.svc.ue1.ingest.chime.aws/v1/client-events",
+        },
+    },
+    "Attendees": [
+        {
+            "ExternalUserId": "caller-the-call-id",
+            "AttendeeId": "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+            "JoinToken": TOKEN,
+            "Capabilities": {"Audio": "SendReceive", "Video": "None", "Content": "None"},
+        },
+        AGENT_ATTENDEE,
+    ],
+    "Errors": [],
+}
+
+
+@pytest.fixture
+def agents_api(dynamodb_endpoint: str, table: str) -> LocalFunction:
+    return LocalFunction(
+        "AgentsFunction",
+        resources={
+            "Table": table,
+            "CallerKeySecret": "",
+            "SipMediaApplication.SipMediaApplicationId": "local-sma",
+        },
+        environment=local_environment(dynamodb_endpoint),
+    )
+
+
+def api(agents: LocalFunction, method: str, path: str, status: int = 200) -> Any:
+    event = http_request(path, "")
+    event["requestContext"]["http"]["method"] = method
+    event["routeKey"] = f"{method} {path}"
+    event.pop("body")
+    answer = agents.invoke(event)
+    assert answer["statusCode"] == status, answer.get("body")
+    return json.loads(answer["body"])
+
+
+def clients(agents: LocalFunction) -> tuple[Any, Any]:
+    with agents.environment_applied():
+        services = agents.module.services()
+        return services.meetings, services.voice
+
+
+def test_the_page_sees_the_offer_accepts_it_and_the_sma_joins_the_caller(
+    router: LocalFunction, agents_api: LocalFunction
+) -> None:
+    call, _ = offered(router)
+    (offer,) = api(agents_api, "GET", "/agents/anna/offers")["offers"]
+    assert (offer["call_id"], offer["agent_id"], offer["mode"]) == (
+        call.transaction_id,
+        "anna",
+        "any_available",
+    )
+    assert offer["reasons"] and CALLER[2:] not in json.dumps(offer)  # reasons, never the number
+    meetings, voice = clients(agents_api)
+    # What the SMA is asked to do: join the caller, as the caller attendee, into the meeting just made.
+    told = {"rp_offer": "accept", "rp_agent": "anna", "JoinToken": TOKEN, "MeetingId": MEETING}
+    with Stubber(meetings) as chime, Stubber(voice) as sma:
+        chime.add_response(
+            "create_meeting_with_attendees",
+            MEETING_RESPONSE,
+            {
+                "ClientRequestToken": call.transaction_id,
+                "MediaRegion": ANY,
+                "ExternalMeetingId": call.transaction_id,
+                "Attendees": ANY,
+            },
+        )
+        sma.add_response(
+            "update_sip_media_application_call",
+            {"SipMediaApplicationCall": {"TransactionId": call.transaction_id}},
+            {"SipMediaApplicationId": "local-sma", "TransactionId": call.transaction_id, "Arguments": told},
+        )
+        accepted = api(agents_api, "POST", f"/agents/anna/offers/{call.transaction_id}/accept")
+        chime.assert_no_pending_responses()
+        sma.assert_no_pending_responses()
+    assert accepted["meeting"]["MeetingId"] == MEETING and accepted["attendee"] == AGENT_ATTENDEE
+    # The SMA sends what the update asked for; the router joins the caller into the meeting.
+    (join,) = actions_of(call.call_update(told), "JoinChimeMeeting")
+    assert (join["JoinToken"], join["MeetingId"]) == (TOKEN, MEETING)
+    # One answer counts: the offer is gone.
+    api(agents_api, "POST", f"/agents/anna/offers/{call.transaction_id}/accept", status=404)
+    assert api(agents_api, "GET", "/agents/anna/offers")["offers"] == []
+
+
+def test_declining_through_the_api_moves_the_call_on(
+    router: LocalFunction, agents_api: LocalFunction
+) -> None:
+    call, _ = offered(router)
+    _, voice = clients(agents_api)
+    with Stubber(voice) as sma:
+        sma.add_response(
+            "update_sip_media_application_call",
+            {"SipMediaApplicationCall": {"TransactionId": call.transaction_id}},
+            {
+                "SipMediaApplicationId": "local-sma",
+                "TransactionId": call.transaction_id,
+                "Arguments": {"rp_offer": "decline", "rp_agent": "anna"},
+            },
+        )
+        api(agents_api, "POST", f"/agents/anna/offers/{call.transaction_id}/decline")
+        sma.assert_no_pending_responses()
+    assert bridge_target(call.call_update({"rp_offer": "decline", "rp_agent": "anna"})) == "desk-01"

@@ -113,6 +113,9 @@ def test_router_reads_and_writes_the_table_but_never_scans_or_deletes(resources:
     for statement in statements:
         if any(action.startswith("dynamodb:") for action in actions_of(statement)):
             assert statement["Resource"] == {"Fn::GetAtt": ["Table", "Arn"]}
+        elif actions_of(statement) == ["chime:DeleteMeeting"]:
+            # Ending a browser call's meeting: meetings only, no other Chime resource.
+            assert statement["Resource"]["Fn::Sub"].endswith(":meeting/*")
         else:
             assert actions_of(statement) == ["secretsmanager:GetSecretValue"]
             assert statement["Resource"] == {"Ref": "CallerKeySecret"}
@@ -432,8 +435,24 @@ def test_agents_function_answers_its_openapi_routes_on_an_iam_api_and_holds_no_c
         for statement in policy_statements(resources["AgentsFunction"])
         for action in actions_of(statement)
     }
-    # The table, and the dead-letter queue for outcome events that could not be counted; no secret.
-    assert {action.split(":")[0] for action in actions} == {"dynamodb", "sqs"}
+    # The table, the dead-letter queue for outcome events that could not be counted, and the meetings
+    # and call updates of browser agents' calls; no secret.
+    assert {action.split(":")[0] for action in actions} == {"dynamodb", "sqs", "chime"}
+    chime = {
+        action: statement["Resource"]
+        for statement in policy_statements(resources["AgentsFunction"])
+        for action in actions_of(statement)
+        if action.startswith("chime:")
+    }
+    assert set(chime) == {
+        "chime:CreateMeetingWithAttendees",
+        "chime:DeleteMeeting",
+        "chime:UpdateSipMediaApplicationCall",
+    }
+    assert chime["chime:CreateMeetingWithAttendees"]["Fn::Sub"].endswith(":meeting/*")
+    assert chime["chime:UpdateSipMediaApplicationCall"]["Fn::Sub"].endswith(
+        ":sma/${SipMediaApplication.SipMediaApplicationId}"
+    )
     assert "dynamodb:Scan" not in actions
     assert {action for action in actions if action.startswith("sqs:")} == {"sqs:SendMessage"}
     template = load_template(TEMPLATE)

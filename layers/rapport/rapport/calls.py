@@ -21,9 +21,11 @@ from rapport.models import (
     AttemptOutcome,
     CallerProfile,
     Candidate,
+    EndpointKind,
     LastAgent,
     Note,
     NoteCode,
+    Offer,
     Outcome,
     Presence,
     line_key,
@@ -98,7 +100,7 @@ class CallFlow:
         """Route a new call: one round trip when the caller has no usable profile data, otherwise two or
         three (see `rapport.new_call`), plus one per agent lost to a concurrent call. Where the deployment
         asks for consent in the call, the answer may be the question (`RouteKind.ASK`) instead."""
-        return NewCall(
+        route = NewCall(
             store=self._store,
             views=self._views,
             settings=self._settings,
@@ -113,6 +115,7 @@ class CallFlow:
             chosen=chosen,
             asked=asked,
         ).route()
+        return self._offered(route, call.call_id, now, deadline)
 
     def hand_over(self, call: InboundCall, now: float, deadline: Deadline) -> Handover:
         """Decide an Amazon Connect contact (nobody reserved: Connect rings its own agents) and keep its
@@ -206,7 +209,7 @@ class CallFlow:
             attempt = Attempt(
                 agent_id=candidate.agent_id, mode=candidate.mode, pool=candidate.pool, line=line, at=now
             )
-            return Route(
+            route = Route(
                 RouteKind.AGENT,
                 state.model_copy(
                     update={"record": record.model_copy(update={"attempts": [*attempts, attempt]})}
@@ -215,9 +218,35 @@ class CallFlow:
                 reason=f"`{missed.agent_id}` did not answer",
                 set_away=self._away_if_missing(missed, in_a_row, now, deadline),
             )
+            return self._offered(route, call_id, now, deadline)
         in_a_row = self._release_missed(missed, tag, now, deadline)
         route = self.fallback(state, Note(code=NoteCode.NO_CANDIDATE_ANSWERED, detail=error))
         return dataclasses.replace(route, set_away=self._away_if_missing(missed, in_a_row, now, deadline))
+
+    def _offered(self, route: Route, call_id: str, now: float, deadline: Deadline) -> Route:
+        """When `route` holds a browser agent: offer them the call (their page shows it), while the caller
+        hears hold audio. An offer that cannot be written is not seen: it runs out, and the call moves on."""
+        if route.kind is not RouteKind.AGENT or route.endpoint is None:
+            return route
+        if route.endpoint.kind is not EndpointKind.BROWSER or route.state.agent_id is None:
+            return route
+        record = route.state.record
+        interests = record.interests if record is not None else {}
+        top = max(interests, key=lambda product: interests[product].score) if interests else None
+        offer = Offer(
+            call_id=call_id,
+            agent_id=route.state.agent_id,
+            mode=route.state.mode,
+            interest=top,
+            reasons=[route.reason] if route.reason else [],
+            offered_at=now,
+            expires_at=now + self._hold_seconds,
+        )
+        try:
+            self._store.put_offer(offer, deadline)
+        except StoreError as error:
+            logger.error("offer not written: it runs out unseen", extra={"error": str(error)})
+        return route
 
     def _away_if_missing(
         self, missed: Attempt, in_a_row: int | None, now: float, deadline: Deadline

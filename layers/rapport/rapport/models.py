@@ -331,6 +331,20 @@ class DialledLine(Model):
     products: tuple[ProductId, ...] = Field(min_length=1, max_length=3)
 
 
+class Offer(Model):
+    """A call offered to a browser agent's page: what they see before accepting. Never the caller's
+    number: the decision id, how they were chosen, the caller's top interest and the reasons."""
+
+    call_id: str
+    """The decision id (the SMA's TransactionId): what the page accepts or declines."""
+    agent_id: AgentId
+    mode: RoutingMode
+    interest: ProductId | None = None
+    reasons: list[str] = Field(default_factory=list)
+    offered_at: float
+    expires_at: float
+
+
 class Note(Stored):
     """Something about the decision beyond the candidates, e.g. why the fallback; `detail` is a name or
     an error code, never caller data."""

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     empty: browser agents are not offered calls."""
     hold_audio_key: str = "hold.wav"
     hold_audio_seconds: int = Field(default=10, ge=1, le=600)
+    sip_media_application_id: str = ""
+    """The SIP media application whose calls browser agents accept (the agents API asks it to join them)."""
     """How long the hold clip plays once: it repeats until the ring timeout has passed."""
     time_budget_ms: int = Field(default=1500, ge=100, le=4000)
     """For events after which a caller waits for a route."""

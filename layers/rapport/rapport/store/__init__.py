@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from rapport.budget import Deadline
-from rapport.models import Agent, CallerContext, CallerProfile, DecisionRecord, Interest, Product
+from rapport.models import Agent, CallerContext, CallerProfile, DecisionRecord, Interest, Offer, Product
 from rapport.pools import Directory, PoolView, Seat
 
 T = TypeVar("T")
@@ -109,6 +109,10 @@ class Store(Protocol):
 
     def put_record(self, record: DecisionRecord, deadline: Deadline) -> None:
         """Store a call's decision record (with the last-agent link it leaves, if any)."""
+        ...
+
+    def put_offer(self, offer: Offer, deadline: Deadline) -> None:
+        """Offer a call to a browser agent's page (kept until the offer's end)."""
         ...
 
     def together(self, requests: Sequence[Callable[[], T]], deadline: Deadline) -> list[T | StoreError]:

@@ -29,6 +29,7 @@ from rapport.models import (
     EndpointKind,
     Interest,
     LastAgent,
+    Offer,
     Presence,
     Product,
     RoutingMode,
@@ -59,6 +60,7 @@ from rapport.store.layout import (
     encode_record,
     from_item,
     number,
+    offer_key,
     pack,
     pool_fits,
     pool_items,
@@ -441,6 +443,13 @@ class DynamoStore:
 
     def put_record(self, record: DecisionRecord, deadline: Deadline) -> None:
         self._call("put_item", deadline, TableName=self.table_name, Item=encode_record(record))
+
+    def put_offer(self, offer: Offer, deadline: Deadline) -> None:
+        item = {
+            **offer_key(offer.agent_id, offer.call_id),
+            **offer.model_dump(mode="json", exclude_none=True),
+        }
+        self._call("put_item", deadline, TableName=self.table_name, Item=to_item(item))
 
     # -- reads and writes off the call path -----------------------------------------------------------
 

@@ -11,6 +11,7 @@
     DIRECTORY           / POOLS                           every pool, and the pools of each product
     CATALOG             / PRODUCT#<product>               names and keywords
     CONNECTUSER#<user>  / AGENT                           the agent whose endpoint is this Amazon Connect user
+    OFFER#<agent-id>    / <call-id>                       a call offered to a browser agent (TTL: its end)
 
 Sort keys in a caller's partition are chosen so that one descending Query from PROFILE returns the
 profile, then the interests, then the newest decision records: the caller's whole context in one read.
@@ -79,6 +80,14 @@ def pool_pk(pool_id: str) -> str:
 
 def connect_user_key(user_id: str) -> dict[str, str]:
     return {"pk": f"CONNECTUSER#{user_id}", "sk": "AGENT"}
+
+
+OFFER_PREFIX = "OFFER#"
+
+
+def offer_key(agent_id: str, call_id: str) -> dict[str, str]:
+    """A call offered to a browser agent: in the agent's partition, one item per call."""
+    return {"pk": f"{OFFER_PREFIX}{agent_id}", "sk": call_id}
 
 
 def agent_key(agent_id: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ from rapport.models import (
     CallerProfile,
     DecisionRecord,
     Interest,
+    Offer,
     Presence,
     Product,
     RoutingMode,
@@ -66,6 +67,8 @@ class MemoryStore:
         self._agents: dict[str, Agent] = {}
         self._directory = Directory()
         self.products: dict[str, Product] = {}
+        self.offers: dict[tuple[str, str], Offer] = {}
+        """Calls offered to browser agents, by (agent, call)."""
         self.before_request: Callable[[str], None] | None = None
         self.requests: list[str] = []
         """Every call-path operation, in order, as DynamoDB would name it."""
@@ -235,6 +238,11 @@ class MemoryStore:
             seats = self._held(pool_id, agent_id, tag)
             seat = replace(seats[agent_id], wrap_up_seconds=seats[agent_of(agent_id)].wrap_up_seconds)
             seats[agent_id] = seat.after_call(now) if talked else seat.let_go(now, missed=False)
+
+    def put_offer(self, offer: Offer, deadline: Deadline) -> None:
+        self._request("PutItem", deadline)
+        with self._lock:
+            self.offers[(offer.agent_id, offer.call_id)] = offer
 
     def put_record(self, record: DecisionRecord, deadline: Deadline) -> None:
         self._request("PutItem", deadline)
