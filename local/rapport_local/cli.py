@@ -19,6 +19,7 @@ from pathlib import Path
 from rapport import SERVICE_NAME
 from rapport.agents import AgentAdmin, AgentChange, Conflict, NewAgent, NotFound, StatusChange
 from rapport.catalog import CatalogFile
+from rapport.hold_audio import hold_clip
 from rapport.privacy import deployed_rules
 from rapport.rights import (
     BadRequest,
@@ -455,6 +456,13 @@ def agents_openapi_document() -> str:
     return document
 
 
+def hold_audio_command(args: argparse.Namespace) -> int:
+    """Write the hold clip, to upload to the stack's hold-audio bucket as `hold.wav`."""
+    args.file.write_bytes(hold_clip(args.seconds))
+    print(f"{args.file}: {args.seconds} s, 16-bit PCM, mono, 8 kHz")
+    return 0
+
+
 def simulate_learning_command(args: argparse.Namespace) -> int:
     tallies = simulate_learning(args.calls, args.agents, args.seed, args.window)
     print(report(tallies, args.calls, args.agents, args.seed))
@@ -529,6 +537,13 @@ def parser() -> argparse.ArgumentParser:
     run_demo = commands.add_parser("demo", help="start DynamoDB Local, load the demo and route a few calls")
     run_demo.add_argument("--scenario", type=Path, default=DEMO_SCENARIO, help="scenario file to play")
     run_demo.set_defaults(run=demo)
+
+    run_hold = commands.add_parser(
+        "hold-audio", help="write the hold clip callers hear while a browser agent is offered their call"
+    )
+    run_hold.add_argument("file", type=Path, help="where to write it (upload it as hold.wav)")
+    run_hold.add_argument("--seconds", type=int, default=10, help="its length (HoldAudioSeconds)")
+    run_hold.set_defaults(run=hold_audio_command)
 
     run_simulate = commands.add_parser(
         "simulate", help="play a scenario file; exit 1 when an expectation fails"

@@ -79,6 +79,10 @@ class LocalFunction:
         refs = {**parameter_defaults(template), **(resources or {}), **(parameters or {})}
         refs.setdefault("AWS::Region", os.environ.get("AWS_REGION", "us-east-1"))
         refs.setdefault("AWS::StackName", "rapport-local")
+        # Stack resources without a local stand-in: no hold-audio bucket (browser agents are offered
+        # calls only when a test or scenario names one), the local SIP media application's id.
+        refs.setdefault("HoldAudioBucket", "")
+        refs.setdefault("SipMediaApplication.SipMediaApplicationId", "local-sma")
         self.environment = {
             "AWS_LAMBDA_FUNCTION_NAME": logical_id,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.spec.memory_mb),

@@ -504,3 +504,19 @@ def test_the_agent_event_consumer_exists_only_with_a_stream_and_reports_partial_
     assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     actions = {action for statement in policy_statements(function) for action in actions_of(statement)}
     assert actions == {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"}
+
+
+def test_only_this_stacks_sma_may_read_the_hold_audio(resources: dict[str, Any]) -> None:
+    bucket = resources["HoldAudioBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    statements = resources["HoldAudioBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    (read,) = [s for s in statements if s["Effect"] == "Allow"]
+    assert read["Principal"] == {"Service": "voiceconnector.chime.amazonaws.com"}
+    assert read["Action"] == "s3:GetObject"
+    condition = read["Condition"]["StringEquals"]
+    assert condition["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert condition["aws:SourceArn"]["Fn::Sub"].endswith(":sma/${SipMediaApplication.SipMediaApplicationId}")
+    (tls,) = [s for s in statements if s["Effect"] == "Deny"]
+    assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    router = resources["SmaRouterFunction"]["Properties"]["Environment"]["Variables"]
+    assert router["RAPPORT_HOLD_AUDIO_BUCKET"] == {"Ref": "HoldAudioBucket"}
