@@ -55,6 +55,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy functions/agents
 	$(BIN)/mypy functions/connect_router
 	$(BIN)/mypy functions/connect_agent_events
+	$(BIN)/mypy functions/agent_page
 
 format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .

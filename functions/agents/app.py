@@ -10,6 +10,7 @@
     GET    /agents/{agent_id}/offers    calls offered to a browser agent     200, {"offers"}
     POST   /agents/{agent_id}/offers/{call_id}/accept   join the call        200, meeting and attendee
     POST   /agents/{agent_id}/offers/{call_id}/decline  pass it on           200
+    POST   /agents/{agent_id}/page-link     a browser agent's page token         200, token and socket
 
 Outcomes also arrive as EventBridge events on the stack's bus (detail-type `rapport.outcome`, the detail
 an outcome report); each call's outcome for a product counts once, however often it is sent.
@@ -28,13 +29,11 @@ import time
 from functools import cache, cached_property
 from typing import Annotated, Any, TypeVar
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
-from botocore.config import Config
 from pydantic import BaseModel, ValidationError
 from rapport import SERVICE_NAME
 from rapport.agents import (
@@ -54,7 +53,9 @@ from rapport.agents import (
 from rapport.http import json_response
 from rapport.log_privacy import RedactingFormatter
 from rapport.models import AgentId
-from rapport.offers import Acceptance, Declined, OfferDesk, OfferList, OfferStore
+from rapport.offers import Acceptance, Declined, OfferDesk, OfferList, OfferStore, chime_client
+from rapport.pages import PageLink, page_link
+from rapport.secrets import PepperSource
 from rapport.settings import Settings
 from rapport.signals import problems
 from rapport.store import StoreError
@@ -74,6 +75,8 @@ class Services:
         store = OutcomeStore.for_table(self.settings.table_name)
         self.admin = AgentAdmin(store, clock=lambda: now())
         self.outcomes = Outcomes(store, clock=lambda: now())
+        self.page_key = PepperSource.page_tokens(self.settings)
+        self.store = store
         self.desk = OfferDesk(
             OfferStore(store.client, self.settings.table_name),
             lambda: self.meetings,
@@ -85,17 +88,11 @@ class Services:
 
     @cached_property
     def meetings(self) -> Any:
-        return boto3.session.Session().client("chime-sdk-meetings", config=CHIME_CONFIG)
+        return chime_client("chime-sdk-meetings")
 
     @cached_property
     def voice(self) -> Any:
-        return boto3.session.Session().client("chime-sdk-voice", config=CHIME_CONFIG)
-
-
-# The page waits on these answers: short timeouts, one retry.
-CHIME_CONFIG = Config(
-    connect_timeout=1.0, read_timeout=3.0, retries={"total_max_attempts": 2, "mode": "standard"}
-)
+        return chime_client("chime-sdk-voice")
 
 
 @cache
@@ -170,6 +167,23 @@ def accept_offer(agent_id: AgentPath, call_id: CallPath) -> Response[Acceptance]
 @app.post("/agents/<agent_id>/offers/<call_id>/decline", summary="Decline an offered call: it moves on")
 def decline_offer(agent_id: AgentPath, call_id: CallPath) -> Response[Declined]:
     return _answer(200, services().desk.decline(agent_id, call_id))
+
+
+@app.post(
+    "/agents/<agent_id>/page-link",
+    summary="A token with which a browser agent's page connects (hand it to the agent as a link)",
+)
+def page_link_of(agent_id: AgentPath) -> Response[PageLink]:
+    found = services()
+    link = page_link(
+        found.store,
+        agent_id,
+        found.page_key.get(),
+        now(),
+        found.settings.page_token_hours,
+        found.settings.page_socket_url,
+    )
+    return _answer(200, link)
 
 
 def _answer(code: int, body: M) -> Response[M]:

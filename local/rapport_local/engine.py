@@ -44,9 +44,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def local_client(endpoint: str, **config: Any) -> Any:
+def local_client(endpoint: str, service: str = "dynamodb", **config: Any) -> Any:
+    """A client of this engine: `dynamodb`, or `dynamodbstreams` (its tables' streams)."""
     return boto3.client(
-        "dynamodb",
+        service,  # type: ignore[call-overload]
         endpoint_url=endpoint,
         region_name=LOCAL_REGION,
         aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],

@@ -83,6 +83,12 @@ class LocalFunction:
         # calls only when a test or scenario names one), the local SIP media application's id.
         refs.setdefault("HoldAudioBucket", "")
         refs.setdefault("SipMediaApplication.SipMediaApplicationId", "local-sma")
+        # The agent page's stand-ins (`rapport agent-page`): the development page-token key, no grace
+        # queue (the local gateway runs the grace check itself), the socket named by the environment.
+        refs.setdefault("PageTokenSecret", "")
+        refs.setdefault("AgentPageGraceQueue", "")
+        refs.setdefault("AgentPageSocket", "local")
+        refs.setdefault("AWS::URLSuffix", "amazonaws.com")
         self.environment = {
             "AWS_LAMBDA_FUNCTION_NAME": logical_id,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.spec.memory_mb),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,8 @@ def table_definition(template: dict[str, Any], table_name: str) -> tuple[dict[st
     }
     if "GlobalSecondaryIndexes" in properties:
         arguments["GlobalSecondaryIndexes"] = properties["GlobalSecondaryIndexes"]
+    if "StreamSpecification" in properties:
+        arguments["StreamSpecification"] = {"StreamEnabled": True, **properties["StreamSpecification"]}
     ttl = properties.get("TimeToLiveSpecification", {})
     return arguments, ttl.get("AttributeName") if ttl.get("Enabled") else None
 
@@ -121,9 +124,17 @@ def resolve(value: Any, refs: dict[str, str]) -> str:
         if name not in refs:
             raise KeyError(f"no local value for {name}; pass it as a resource")
         return refs[name]
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        return re.sub(r"\$\{([A-Za-z0-9:.]+)\}", lambda name: _ref(name.group(1), refs), value["Fn::Sub"])
     if isinstance(value, str | int | float | bool):
         return str(value)
     raise ValueError(f"cannot resolve {value!r} locally")
+
+
+def _ref(name: str, refs: dict[str, str]) -> str:
+    if name not in refs:
+        raise KeyError(f"no local value for {name} in a Sub; pass it as a parameter or resource")
+    return refs[name]
 
 
 def parameter_defaults(template: dict[str, Any]) -> dict[str, str]:

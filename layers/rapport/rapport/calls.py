@@ -240,7 +240,8 @@ class CallFlow:
             interest=top,
             reasons=[route.reason] if route.reason else [],
             offered_at=now,
-            expires_at=now + self._hold_seconds,
+            # The hold audio plays for at least the ring timeout; an answer after that comes too late.
+            expires_at=now + self._settings.ring_timeout_seconds,
         )
         try:
             self._store.put_offer(offer, deadline)

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
@@ -29,6 +31,16 @@ from rapport.store.agents import AgentStore
 from rapport.store.layout import OFFER_PREFIX, from_item, offer_key, to_item
 
 AUDIO_ONLY = {"Audio": "SendReceive", "Video": "None", "Content": "None"}
+
+# The page waits on these answers: short timeouts, one retry.
+CHIME_CONFIG = Config(
+    connect_timeout=1.0, read_timeout=3.0, retries={"total_max_attempts": 2, "mode": "standard"}
+)
+
+
+def chime_client(service: str) -> Any:
+    """A `chime-sdk-meetings` or `chime-sdk-voice` client for offers, in this Region."""
+    return boto3.session.Session().client(service, config=CHIME_CONFIG)  # type: ignore[call-overload]
 
 
 class OfferList(BaseModel):

@@ -61,6 +61,14 @@ class PepperSource:
             return cls(lambda: pepper)
         return cls(secrets_manager_fetch(settings.caller_key_secret_arn))
 
+    @classmethod
+    def page_tokens(cls, settings: Settings) -> PepperSource:
+        """The key page tokens are signed with (`rapport.page_tokens`), cached the same way."""
+        if not settings.page_token_secret_arn:
+            key = settings.page_token_key
+            return cls(lambda: key)
+        return cls(secrets_manager_fetch(settings.page_token_secret_arn))
+
     def get(self) -> str | None:
         """The pepper, or None while it cannot be had (the call then goes without profile data)."""
         now = self._clock()

@@ -12,6 +12,7 @@ from rapport.numbers import is_e164
 
 # Used only where no secret is configured (local development and tests); never in AWS.
 DEVELOPMENT_PEPPER = "rapport-local-development-pepper"
+DEVELOPMENT_PAGE_TOKEN_KEY = "rapport-local-development-page-token-key"  # noqa: S105 - the same
 
 
 class Settings(BaseSettings):
@@ -28,14 +29,26 @@ class Settings(BaseSettings):
         "Sorry, all of our agents are busy right now. Please call again a little later. Goodbye."
     )
     caller_id_number: str = ""
-    hold_audio_bucket: str = ""
+    hold_audio_bucket: str = Field(default="", pattern=r"^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     """The stack's bucket of hold audio, played to a caller while a browser agent is offered the call;
     empty: browser agents are not offered calls."""
     hold_audio_key: str = "hold.wav"
     hold_audio_seconds: int = Field(default=10, ge=1, le=600)
+    """How long the hold clip plays once: it repeats until the ring timeout has passed."""
     sip_media_application_id: str = ""
     """The SIP media application whose calls browser agents accept (the agents API asks it to join them)."""
-    """How long the hold clip plays once: it repeats until the ring timeout has passed."""
+    page_socket_url: str = ""
+    """The agent page's WebSocket (`wss://…`), named in the page links the agents API hands out."""
+    page_socket_callback_url: str = ""
+    """Where messages to open pages are posted (the WebSocket API's `@connections` endpoint)."""
+    page_token_hours: float = Field(default=10.0, gt=0, le=24)
+    """How long a page link lets a page connect: about a shift. An open page stays connected after."""
+    page_grace_seconds: int = Field(default=60, ge=0, le=900)
+    """After an agent's last page closes, how long before they are set offline (a reload keeps them)."""
+    page_grace_queue_url: str = ""
+    page_token_secret_arn: str = ""
+    """The secret page tokens are signed with (a secret of its own: not the caller-key pepper)."""
+    page_token_key: str = DEVELOPMENT_PAGE_TOKEN_KEY
     time_budget_ms: int = Field(default=1500, ge=100, le=4000)
     """For events after which a caller waits for a route."""
     bookkeeping_budget_ms: int = Field(default=3000, ge=100, le=4000)
