@@ -10,9 +10,9 @@ PY313_BIN := $(shell pyenv root 2>/dev/null)/versions/3.13.0/bin
 SAM_PATH := $(PY313_BIN):$(PATH)
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: setup demo test test-fast lint format build validate bench clean
+.PHONY: setup demo test test-fast lint format build validate bench clean java chromium agent-page
 
-setup: $(VENV)/.installed node_modules/.installed $(SAM_VENV)/.installed java
+setup: $(VENV)/.installed node_modules/.installed $(SAM_VENV)/.installed java chromium agent-page
 
 $(VENV)/.installed: pyproject.toml layers/rapport/requirements.txt functions/sip_rule/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,16 @@ $(SAM_VENV)/.installed:
 # DynamoDB Local runs on Java 17.
 java:
 	@command -v java >/dev/null || { apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }
+
+# The agent page's tests drive Debian's Chromium headless (Playwright never downloads a browser here).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+# The agent page's script: src/app.js with amazon-chime-sdk-js, bundled by esbuild (npm run build:agent-page).
+agent-page: agent-page/dist/agent-page.js
+
+agent-page/dist/agent-page.js: node_modules/.installed agent-page/src/app.js package.json
+	npm run -s build:agent-page
 
 demo: setup
 	$(BIN)/rapport demo

@@ -1,0 +1,383 @@
+"""The agent page in headless Chromium: the real page and its real script (amazon-chime-sdk-js bundled),
+signed in over a real WebSocket to the local stand-in for API Gateway, which runs the real page functions
+against DynamoDB Local. Only the meeting session is a stub (no Chime media runs here), and Chime's APIs
+are botocore's Stubber. Each state is saved as a screenshot in build/screenshots/."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.stub import ANY, Stubber
+from builders import RouterFactory, agent, interest, profile, state_of
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from rapport.models import AgentEndpoint, AttemptOutcome, EndpointKind, Presence
+from rapport.numbers import caller_key
+from rapport.page_tokens import issue
+from rapport.settings import DEVELOPMENT_PAGE_TOKEN_KEY, DEVELOPMENT_PEPPER
+from rapport.store.dynamodb import DynamoStore
+from rapport_local.engine import local_environment
+from rapport_local.lambda_runner import LocalFunction
+from rapport_local.page_gateway import PageFunctions, PageGateway, StreamPusher
+from rapport_local.sma_driver import SimulatedCall, actions_of, bridge_target
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+SITE = PROJECT_DIR / "agent-page"
+SCREENSHOTS = PROJECT_DIR / "build" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CALLER = "+12025550107"
+MEETING = "9f1c2b3a-4d5e-4f60-8a7b-1c2d3e4f5a6b"
+CALLER_TOKEN = "dGhlIGNhbGxlciBhdHRlbmRlZSdzIGpvaW4gdG9rZW4"
+AUDIO_ONLY = {"Audio": "SendReceive", "Video": "None", "Content": "None"}
+AGENT_ATTENDEE = {
+    "ExternalUserId": "agent-anna",
+    "AttendeeId": "6a7b8c9d-0e1f-4a2b-8c3d-4e5f6a7b8c9d",
+    "JoinToken": "YWdlbnQgYW5uYSdzIGpvaW4gdG9rZW4",
+    "Capabilities": AUDIO_ONLY,
+}
+RING_SECONDS = 4
+
+# The stub meeting session: records what the page asks of it; "starts" as soon as asked.
+STUB_SESSION = """
+window.stubbed = {calls: [], configuration: null};
+window.rapportMeetingSession = (configuration, logger) => {
+  window.stubbed.configuration = {
+    meetingId: configuration.meetingId,
+    attendeeId: configuration.credentials.attendeeId,
+    externalUserId: configuration.credentials.externalUserId,
+    joinToken: configuration.credentials.joinToken,
+    signalingURL: configuration.urls.signalingURL,
+  };
+  const observers = [];
+  const record = (name) => (...args) => { window.stubbed.calls.push(name); };
+  return {
+    configuration,
+    audioVideo: {
+      addObserver: (o) => observers.push(o),
+      realtimeSubscribeToAttendeeIdPresence: record("presence"),
+      listAudioInputDevices: async () => [{deviceId: "fake-microphone", label: "Fake microphone"}],
+      startAudioInput: async (id) => { window.stubbed.calls.push("startAudioInput:" + id); },
+      bindAudioElement: async () => { window.stubbed.calls.push("bindAudioElement"); },
+      start: () => {
+        window.stubbed.calls.push("start");
+        setTimeout(() => observers.forEach((o) => o.audioVideoDidStart && o.audioVideoDidStart()), 50);
+      },
+      stop: () => {
+        window.stubbed.calls.push("stop");
+        observers.forEach((o) => o.audioVideoDidStop && o.audioVideoDidStop({}));
+      },
+      realtimeMuteLocalAudio: record("mute"),
+      realtimeUnmuteLocalAudio: record("unmute"),
+    },
+  };
+};
+"""
+
+
+def meeting_response(call_id: str) -> dict[str, Any]:
+    return {
+        "Meeting": {
+            "MeetingId": MEETING,
+            "ExternalMeetingId": call_id,
+            "MediaRegion": "us-east-1",
+            "MediaPlacement": {
+                "AudioHostUrl": "abc.k.m1.ue1.app.chime.aws:3478",
+                "AudioFallbackUrl": "wss://haxrp.m1.ue1.app.chime.aws:443/calls/x",
+                "SignalingUrl": "wss://signal.m1.ue1.app.chime.aws/control/x",
+                "TurnControlUrl": "https://ccp.cp.ue1.app.chime.aws/v2/turn_sessions",
+                "EventIngestionUrl": "https://data.svc.ue1.ingest.chime.aws/v1/client-events",
+            },
+        },
+        "Attendees": [
+            {
+                "ExternalUserId": f"caller-{call_id}",
+                "AttendeeId": "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+                "JoinToken": CALLER_TOKEN,
+                "Capabilities": AUDIO_ONLY,
+            },
+            AGENT_ATTENDEE,
+        ],
+        "Errors": [],
+    }
+
+
+@pytest.fixture(scope="session")
+def bundle() -> Path:
+    """The page's script, built as `make setup` builds it (npm run build:agent-page)."""
+    subprocess.run(["npm", "run", "-s", "build:agent-page"], cwd=PROJECT_DIR, check=True)
+    return SITE / "dist" / "agent-page.js"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+            ],
+        )
+        yield launched
+        launched.close()
+
+
+class Desk:
+    """Everything behind the page: table, router, page functions, gateway and stream."""
+
+    def __init__(self, endpoint: str, table: str, store: DynamoStore, router: LocalFunction) -> None:
+        now = time.time()
+        browser_endpoint = AgentEndpoint(kind=EndpointKind.BROWSER, address="anna")
+        store.put_agent(
+            agent(
+                "anna",
+                now - 900,
+                endpoint=browser_endpoint,
+                presence=Presence.OFFLINE,
+                proficiency={"x200-headphones": 5},
+            )
+        )
+        store.put_agent(agent("desk-01", now - 300))
+        # The caller agreed to interest routing and showed interest in the X200 headphones.
+        store.put_caller(
+            caller_key(CALLER, DEVELOPMENT_PEPPER),
+            profile(consents={"interest_routing": True}, at=now - 86400),
+            [interest("x200-headphones", 0.8, now - 3600)],
+        )
+        self.store = store
+        self.router = router
+
+        def function(logical_id: str, **environment: str) -> LocalFunction:
+            return LocalFunction(
+                logical_id,
+                resources={"Table": table, "CallerKeySecret": ""},
+                environment={**local_environment(endpoint), **environment},
+            )
+
+        self.functions = PageFunctions(
+            function("AgentPageAuthorizerFunction"),
+            function("AgentPageFunction"),
+            function("AgentPageGraceFunction"),
+        )
+        self.gateway = PageGateway(self.functions, site=SITE).__enter__()
+        push = function("AgentPagePushFunction", RAPPORT_PAGE_SOCKET_CALLBACK_URL=self.gateway.http_url)
+        self.pusher = StreamPusher(endpoint, table, push, poll_seconds=0.1).__enter__()
+        with self.functions.routes.environment_applied():
+            services = self.functions.routes.module.services()
+            self.meetings, self.voice = services.meetings, services.voice
+        self._lock = threading.Lock()
+
+    def link(self) -> str:
+        token = issue("anna", int(time.time()) + 3600, DEVELOPMENT_PAGE_TOKEN_KEY)
+        return f"{self.gateway.http_url}/index.html#socket={self.gateway.socket_url}&token={token}"
+
+    def call(self) -> tuple[SimulatedCall, dict[str, Any]]:
+        call = SimulatedCall(self.router.invoke, CALLER)
+        (hold,) = actions_of(call.new_inbound(), "PlayAudio")
+        return call, hold
+
+    def close(self) -> None:
+        self.pusher.__exit__()
+        self.gateway.stop()
+
+
+@pytest.fixture
+def desk(
+    dynamodb_endpoint: str, table: str, store: DynamoStore, make_router: RouterFactory
+) -> Iterator[Desk]:
+    router = make_router(
+        environment={
+            "RAPPORT_HOLD_AUDIO_BUCKET": "rapport-hold-audio",
+            "RAPPORT_RING_TIMEOUT_SECONDS": str(RING_SECONDS),
+        }
+    )
+    running = Desk(dynamodb_endpoint, table, store, router)
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def page(browser: Browser, bundle: Path, desk: Desk) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 760, "height": 640})
+    opened = context.new_page()
+    opened.add_init_script(STUB_SESSION)
+    problems: list[str] = []
+    opened.on("pageerror", lambda error: problems.append(str(error)))
+    opened.goto(desk.link())
+    yield opened
+    context.close()
+    assert problems == []  # no script error on the page, whatever the test did
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"agent-page-{name}.png"))
+
+
+def test_offer_accept_call_mute_and_hang_up_with_the_keyboard(page: Page, desk: Desk) -> None:
+    expect(page.locator("#presence")).to_have_text("Available")
+    assert desk.store.agent("anna").presence is Presence.ONLINE  # type: ignore[union-attr]
+    assert "token=" not in page.url  # read, then taken out of the address bar
+    shot(page, "available")
+
+    call, _ = desk.call()
+    offer = page.locator(f'.offer[data-call-id="{call.transaction_id}"]')
+    expect(offer).to_be_visible(timeout=5000)
+    expect(offer.locator(".mode")).to_have_text("matches the caller's interests")
+    expect(offer.locator(".interest")).to_have_text("Interested in x200-headphones")
+    expect(offer.locator(".reasons")).to_have_text(
+        "interest in x200-headphones 0.80 from a social signal of "
+        f"{time.strftime('%-d %b', time.gmtime(time.time() - 3600))}"
+        " → agent anna, proficiency 5, no calls of it yet"
+    )
+    expect(offer.locator(".accept")).to_be_focused()  # the offer takes the focus: Enter accepts
+    assert CALLER[2:] not in page.content()
+    shot(page, "offer")
+
+    told = {"rp_offer": "accept", "rp_agent": "anna", "JoinToken": CALLER_TOKEN, "MeetingId": MEETING}
+    with Stubber(desk.meetings) as meetings, Stubber(desk.voice) as voice:
+        meetings.add_response(
+            "create_meeting_with_attendees",
+            meeting_response(call.transaction_id),
+            {
+                "ClientRequestToken": call.transaction_id,
+                "MediaRegion": ANY,
+                "ExternalMeetingId": call.transaction_id,
+                "Attendees": ANY,
+            },
+        )
+        voice.add_response(
+            "update_sip_media_application_call",
+            {"SipMediaApplicationCall": {"TransactionId": call.transaction_id}},
+            {"SipMediaApplicationId": "local-sma", "TransactionId": call.transaction_id, "Arguments": told},
+        )
+        page.keyboard.press("Enter")
+        expect(page.locator("#call-state")).to_have_text("On call", timeout=5000)
+        meetings.assert_no_pending_responses()
+        voice.assert_no_pending_responses()
+    # The session was made with the meeting and the agent's own attendee, as the SDK parsed them.
+    configuration = page.evaluate("window.stubbed.configuration")
+    assert configuration == {
+        "meetingId": MEETING,
+        "attendeeId": AGENT_ATTENDEE["AttendeeId"],
+        "externalUserId": "agent-anna",
+        "joinToken": AGENT_ATTENDEE["JoinToken"],
+        "signalingURL": "wss://signal.m1.ue1.app.chime.aws/control/x",
+    }
+    assert page.evaluate("window.stubbed.calls")[:3] == [
+        "presence",
+        "startAudioInput:fake-microphone",
+        "bindAudioElement",
+    ]
+    expect(page.locator("#presence")).to_have_text("On a call")
+    # The SMA joins the caller into the same meeting.
+    (join,) = actions_of(call.call_update(told), "JoinChimeMeeting")
+    assert (join["MeetingId"], join["JoinToken"]) == (MEETING, CALLER_TOKEN)
+    call.meeting_joined(join)
+    shot(page, "on-call")
+
+    expect(page.locator("#hang-up")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Enter")
+    expect(page.locator("#mute")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#mute")).to_have_text("Unmute")
+    assert page.evaluate("window.stubbed.calls").count("mute") == 1
+    shot(page, "muted")
+
+    with Stubber(desk.meetings) as meetings:
+        meetings.add_response("delete_meeting", {}, {"MeetingId": MEETING})
+        page.keyboard.press("Tab")
+        page.keyboard.press("Enter")
+        expect(page.locator("#call-state")).to_have_text("You hung up.")
+        shot(page, "hung-up")
+        deadline = time.time() + 5
+        while meetings._queue and time.time() < deadline:  # the page's hangup reaches the function
+            time.sleep(0.05)
+        meetings.assert_no_pending_responses()
+    assert "stop" in page.evaluate("window.stubbed.calls")
+    # The meeting leg drops; the SMA hangs up the caller.
+    assert [h["CallId"] for h in actions_of(call.hangup("LEG-B"), "Hangup")] == [call.leg_a["CallId"]]
+    expect(page.locator("#call")).to_be_hidden(timeout=5000)
+    expect(page.locator("#presence")).to_have_text("Available")
+
+
+def test_declining_on_the_page_moves_the_call_to_a_desk_phone(page: Page, desk: Desk) -> None:
+    expect(page.locator("#presence")).to_have_text("Available")
+    call, _ = desk.call()
+    offer = page.locator(f'.offer[data-call-id="{call.transaction_id}"]')
+    expect(offer).to_be_visible(timeout=5000)
+    with Stubber(desk.voice) as voice:
+        voice.add_response(
+            "update_sip_media_application_call",
+            {"SipMediaApplicationCall": {"TransactionId": call.transaction_id}},
+            {
+                "SipMediaApplicationId": "local-sma",
+                "TransactionId": call.transaction_id,
+                "Arguments": {"rp_offer": "decline", "rp_agent": "anna"},
+            },
+        )
+        page.keyboard.press("Tab")  # from Accept to Decline
+        expect(offer.locator(".decline")).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(offer).to_have_count(0, timeout=5000)
+        voice.assert_no_pending_responses()
+    expect(page.locator("#no-offers")).to_be_visible()
+    shot(page, "declined")
+    assert bridge_target(call.call_update({"rp_offer": "decline", "rp_agent": "anna"})) == "desk-01"
+
+
+def test_an_offer_not_answered_in_time_leaves_the_page_and_the_call_moves_on(page: Page, desk: Desk) -> None:
+    expect(page.locator("#presence")).to_have_text("Available")
+    call, hold = desk.call()
+    offer = page.locator(f'.offer[data-call-id="{call.transaction_id}"]')
+    expect(offer).to_be_visible(timeout=5000)
+    expect(offer.locator(".countdown")).to_contain_text("s to answer")
+    shot(page, "counting-down")
+    expect(offer).to_have_count(0, timeout=(RING_SECONDS + 3) * 1000)
+    # The hold audio ran out meanwhile: the SMA says so, and the router rings the next agent.
+    assert bridge_target(call.audio_played(hold)) == "desk-01"
+    record = state_of(call.attributes, call.transaction_id).record
+    assert record is not None
+    first = record.attempts[0]
+    assert (first.agent_id, first.outcome, first.error) == (
+        "anna",
+        AttemptOutcome.NO_ANSWER,
+        "OfferNotAccepted",
+    )
+
+
+def test_closing_the_page_sets_the_agent_offline_after_the_grace_period(page: Page, desk: Desk) -> None:
+    expect(page.locator("#presence")).to_have_text("Available")
+    page.close()
+    deadline = time.time() + 5
+    while desk.store.agent("anna").presence is not Presence.OFFLINE and time.time() < deadline:  # type: ignore[union-attr]
+        time.sleep(0.05)
+    assert desk.store.agent("anna").presence is Presence.OFFLINE  # type: ignore[union-attr]
+
+
+def test_a_link_that_has_run_out_brings_the_sign_in_form_back(
+    browser: Browser, bundle: Path, desk: Desk
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    token = issue("anna", int(time.time()) - 60, DEVELOPMENT_PAGE_TOKEN_KEY)
+    page.goto(f"{desk.gateway.http_url}/index.html#socket={desk.gateway.socket_url}&token={token}")
+    expect(page.locator("#sign-in")).to_be_visible(timeout=15000)
+    expect(page.locator("#problem")).to_contain_text("no longer works")
+    expect(page.locator("#socket-url")).to_be_focused()
+    shot(page, "signed-out")
+    context.close()
+    assert desk.store.agent("anna").presence is Presence.OFFLINE  # type: ignore[union-attr]
