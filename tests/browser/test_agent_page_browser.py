@@ -222,6 +222,20 @@ def page(browser: Browser, bundle: Path, desk: Desk) -> Iterator[Page]:
     assert problems == []  # no script error on the page, whatever the test did
 
 
+def settled(stub: Stubber, seconds: float = 5.0) -> None:
+    """Wait until the stub has answered everything queued (the page's message is handled on the
+    gateway's thread)."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            stub.assert_no_pending_responses()
+            return
+        except AssertionError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def shot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"agent-page-{name}.png"))
@@ -303,10 +317,7 @@ def test_offer_accept_call_mute_and_hang_up_with_the_keyboard(page: Page, desk: 
         page.keyboard.press("Enter")
         expect(page.locator("#call-state")).to_have_text("You hung up.")
         shot(page, "hung-up")
-        deadline = time.time() + 5
-        while meetings._queue and time.time() < deadline:  # the page's hangup reaches the function
-            time.sleep(0.05)
-        meetings.assert_no_pending_responses()
+        settled(meetings)  # the page's hangup reached the function, which ended the meeting
     assert "stop" in page.evaluate("window.stubbed.calls")
     # The meeting leg drops; the SMA hangs up the caller.
     assert [h["CallId"] for h in actions_of(call.hangup("LEG-B"), "Hangup")] == [call.leg_a["CallId"]]
