@@ -106,6 +106,7 @@ def _describe(index: int, name: str, result: CallResult) -> str:
         f"   caller {result.caller} → {outcome}, {tries} (rang: {', '.join(result.rang) or '-'})",
     ]
     lines += [f"   · {reason}" for reason in result.reasons]
+    lines += [f"   ▸ {step}" for step in result.steps]
     lines += [f"   ✗ {failure}" for failure in result.failures]
     latency = sorted(result.handler_ms)
     if latency:

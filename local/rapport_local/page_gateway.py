@@ -24,11 +24,12 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from urllib.parse import parse_qs, unquote, urlparse
 
 from websockets.exceptions import ConnectionClosed
@@ -120,29 +121,39 @@ class Refused(Exception):
     """The page may not connect: the authoriser denied it (403), or `$connect` did."""
 
 
-@contextlib.contextmanager
-def _applied(function: LocalFunction) -> Iterator[None]:
-    with function.environment_applied():
-        yield
-
-
 class PageFunctions:
-    """The three handlers a page's connection goes through."""
+    """The three handlers a page's connection goes through (on `clock`'s time, if one is given: the
+    scenario player's)."""
 
-    def __init__(self, authorizer: LocalFunction, routes: LocalFunction, grace: LocalFunction | None = None):
+    def __init__(
+        self,
+        authorizer: LocalFunction,
+        routes: LocalFunction,
+        grace: LocalFunction | None = None,
+        clock: Callable[[], float] | None = None,
+    ):
         self.authorizer = authorizer
         self.routes = routes
         self.grace = grace
+        self.clock = clock
+
+    @contextlib.contextmanager
+    def _applied(self, function: LocalFunction) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(function.environment_applied())
+            if self.clock is not None:
+                stack.enter_context(mock.patch.object(function.module, "now", return_value=self.clock()))
+            yield
 
     def open(self, token: str | None, connection: str) -> dict[str, Any]:
         """Authorise and connect; the authoriser's context for the connection's later events."""
-        with _applied(self.authorizer):
+        with self._applied(self.authorizer):
             policy = self.authorizer.handle(authorizer_event(token, connection))
         statement = policy["policyDocument"]["Statement"][0]
         if statement["Effect"] != "Allow":
             raise Refused("Forbidden")
         authorizer = {**policy.get("context", {}), "principalId": policy["principalId"]}
-        with _applied(self.routes):
+        with self._applied(self.routes):
             answer = self.routes.handle(route_event("$connect", connection, authorizer))
         if answer.get("statusCode") != 200:
             raise Refused(answer.get("body") or "Forbidden")
@@ -150,19 +161,19 @@ class PageFunctions:
 
     def send(self, connection: str, authorizer: Mapping[str, Any], body: str) -> str | None:
         """A message from the page; the route's response, sent back on the connection."""
-        with _applied(self.routes):
+        with self._applied(self.routes):
             answer = self.routes.handle(route_event(selected_route(body), connection, authorizer, body))
         return answer.get("body") if answer.get("statusCode") == 200 else None
 
     def close(self, connection: str, authorizer: Mapping[str, Any]) -> None:
-        with _applied(self.routes):
+        with self._applied(self.routes):
             self.routes.handle(route_event("$disconnect", connection, authorizer))
 
     def after_grace(self, agent_id: str) -> None:
         if self.grace is None:
             return
         event = {"Records": [sqs_record(json.dumps({"agent_id": agent_id}))]}
-        with _applied(self.grace):
+        with self._applied(self.grace):
             self.grace.handle(event)
 
 

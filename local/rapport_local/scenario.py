@@ -30,31 +30,38 @@ from rapport.models import (
     CallerProfile,
     Consent,
     DecisionRecord,
+    EndpointKind,
     Interest,
     Language,
     LastAgent,
     Outcome,
+    Presence,
     PrivacyFacts,
     Product,
     RoutingMode,
 )
 from rapport.numbers import caller_key, is_e164
+from rapport.page_tokens import issue
 from rapport.rights import Purpose
 from rapport.scoring import DAY
-from rapport.settings import DEVELOPMENT_PEPPER
+from rapport.settings import DEVELOPMENT_PAGE_TOKEN_KEY, DEVELOPMENT_PEPPER
 from rapport.signals import ProductInterest, Source
 from rapport.store.dynamodb import DynamoStore
 
 from rapport_local import PROJECT_DIR
+from rapport_local.chime import LocalChime
 from rapport_local.emf import MetricTotals
 from rapport_local.engine import local_client, local_environment
 from rapport_local.http_api import http_request
 from rapport_local.lambda_runner import LocalFunction
+from rapport_local.page_gateway import PageFunctions, PageSession
 from rapport_local.sma_contract import response_problems
 from rapport_local.sma_driver import LOCAL_SMA_ID, SimulatedCall, actions_of
 from rapport_local.sqs import sqs_record
 
 TABLE_NAME = "rapport-local"
+HOLD_AUDIO_BUCKET = "rapport-local-hold-audio"
+"""The hold audio's bucket, as the router names it to the local SIP media application (no S3 here)."""
 CONNECT_SAMPLE = PROJECT_DIR / "events" / "connect" / "inbound_voice.json"
 RING_SECONDS = 6.0
 MAX_STEPS = 12
@@ -256,6 +263,8 @@ class CallResult:
     failures: list[str] = field(default_factory=list)
     handler_ms: list[float] = field(default_factory=list)
     asked: bool = False
+    steps: list[str] = field(default_factory=list)
+    """What happened in a browser agent's page (offered, accepted, joined, hung up)."""
 
     @property
     def attempts(self) -> int:
@@ -277,6 +286,7 @@ class CallResult:
             "asked": self.asked,
             "rang": self.rang,
             "reasons": self.reasons,
+            "steps": self.steps,
             "failures": self.failures,
         }
 
@@ -296,7 +306,7 @@ class ScenarioPlayer:
         self.function = LocalFunction(
             "SmaRouterFunction",
             parameters=scenario.parameters,
-            resources={"Table": table_name, "CallerKeySecret": ""},
+            resources={"Table": table_name, "CallerKeySecret": "", "HoldAudioBucket": HOLD_AUDIO_BUCKET},
             environment={**local_environment(endpoint), **(environment or {})},
         )
         self.signals_function = LocalFunction(
@@ -327,6 +337,30 @@ class ScenarioPlayer:
             resources={"Table": table_name, "CallerKeySecret": ""},
             environment={**local_environment(endpoint), **(environment or {})},
         )
+        # Browser agents: their pages, through the WebSocket API's functions; Chime stood in for locally.
+        self.chime = LocalChime()
+        self.pages = PageFunctions(
+            *(
+                LocalFunction(
+                    logical_id,
+                    parameters=scenario.parameters,
+                    resources={"Table": table_name, "CallerKeySecret": ""},
+                    environment={**local_environment(endpoint), **(environment or {})},
+                )
+                for logical_id in (
+                    "AgentPageAuthorizerFunction",
+                    "AgentPageFunction",
+                    "AgentPageGraceFunction",
+                )
+            ),
+            clock=lambda: self.clock,
+        )
+        with self.pages.routes.environment_applied():
+            page_services = self.pages.routes.module.services()
+            self.chime.attach(page_services.meetings, page_services.voice)
+        with self.function.environment_applied():
+            self.chime.attach(self.function.module.services().meetings)
+        self.open_pages: dict[str, PageSession] = {}
         self.signal_outcomes: Counter[str] = Counter()
         """What became of the scenario's signals, by outcome (from the metrics SignalsFunction published)."""
         self.pepper = self.function.environment.get("RAPPORT_CALLER_KEY_PEPPER", DEVELOPMENT_PEPPER)
@@ -404,6 +438,14 @@ class ScenarioPlayer:
                 records.append(self._earlier_call(key, caller, pools.get(caller.last_agent, ""), start))
             self.store.put_caller(key, profile, interests, records)
         self.send_signals()
+        self.open_agent_pages(roster)
+
+    def open_agent_pages(self, roster: list[Agent]) -> None:
+        """Each browser agent opens the agent page (signed in with a page token): they are available."""
+        for agent in roster:
+            if agent.endpoint.kind is EndpointKind.BROWSER and agent.presence is Presence.ONLINE:
+                token = issue(agent.agent_id, int(time.time()) + 3600, DEVELOPMENT_PAGE_TOKEN_KEY)
+                self.open_pages[agent.agent_id] = PageSession(self.pages, token)
 
     @staticmethod
     def _earlier_call(key: str, caller: ScenarioCaller, pool: str, start: float) -> DecisionRecord:
@@ -491,6 +533,13 @@ class ScenarioPlayer:
                 self.clock += RING_SECONDS
                 response = call.digits(question[0], spec.press)
                 continue
+            hold = actions_of(response, "PlayAudio")
+            if hold:
+                next_response = self._offer(call, spec, result, hold[0])
+                if next_response is None:
+                    break
+                response = next_response
+                continue
             bridge = actions_of(response, "CallAndBridge")
             if bridge:
                 next_response = self._bridge(call, spec, result, bridge[0])
@@ -564,6 +613,66 @@ class ScenarioPlayer:
             h.get("CallId") == stays["CallId"] for h in actions_of(response, "Hangup")
         ):
             result.failures.append(f"after {gone} hung up, the other leg was not hung up")
+        return None
+
+    def _offer(
+        self, call: SimulatedCall, spec: ScenarioCall, result: CallResult, hold: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The caller hears hold audio while a browser agent's page is offered the call. The page sees the
+        offer and accepts it (through the WebSocket API, as the real page does), or lets it run out."""
+        offered = [
+            (agent_id, page)
+            for agent_id, page in self.open_pages.items()
+            if any(o["call_id"] == call.transaction_id for o in page.send("offers").get("offers", []))
+        ]
+        if not offered:
+            result.failures.append("the caller is on hold, but no open agent page was offered the call")
+            return None
+        agent_id, page = offered[0]
+        result.rang.append(agent_id)
+        result.steps.append(f"offered to {agent_id} in the agent page while the caller hears hold audio")
+        self.clock += RING_SECONDS
+        if agent_id in spec.unanswered:
+            result.steps.append("the offer ran out unanswered")
+            return call.audio_played(hold)
+        accepted = page.send("accept", call.transaction_id)
+        if accepted.get("type") != "accepted":
+            result.failures.append(f"the page's accept was answered {accepted}")
+            return None
+        meeting_id = accepted["meeting"]["MeetingId"]
+        result.steps.append(
+            f"{agent_id} accepted: meeting {meeting_id[:8]}…, the page joins as attendee "
+            f"{accepted['attendee']['AttendeeId'][:8]}…"
+        )
+        # The SIP media application acts on what the accept asked of it (UpdateSipMediaApplicationCall).
+        updates = [args for tid, args in self.chime.updates if tid == call.transaction_id]
+        if not updates:
+            result.failures.append("accepting did not ask the SIP media application to join the caller")
+            return None
+        joins = actions_of(call.call_update(updates[-1]), "JoinChimeMeeting")
+        if not joins or joins[0].get("MeetingId") != meeting_id:
+            result.failures.append(f"the caller was not joined into meeting {meeting_id}")
+            return None
+        call.meeting_joined(joins[0])
+        result.steps.append("the caller joined the meeting (JoinChimeMeeting)")
+        result.route, result.agent = "agent", agent_id
+        result.mode = connected_mode(call.attributes)
+        self.clock += spec.talk_seconds
+        if spec.hangup == "agent":
+            ended = page.send("hangup", call.transaction_id)
+            gone, stays = "LEG-B", call.leg_a  # the meeting ended, so the meeting leg dropped
+            result.steps.append(f"{agent_id} hung up in the page: the meeting ended ({ended.get('type')})")
+        else:
+            gone, stays = "LEG-A", call.leg_b
+        response = call.hangup(gone)
+        if stays is None or not any(
+            h.get("CallId") == stays["CallId"] for h in actions_of(response, "Hangup")
+        ):
+            result.failures.append(f"after {gone} hung up, the other leg was not hung up")
+        if meeting_id in self.chime.meetings:
+            result.failures.append(f"meeting {meeting_id} was not ended when the call was")
+        else:
+            result.steps.append("the other side was hung up and the meeting is gone")
         return None
 
     def _post_outcome(self, outcome: CallOutcome, call_id: str, result: CallResult) -> None:
