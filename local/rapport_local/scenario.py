@@ -339,22 +339,16 @@ class ScenarioPlayer:
         )
         # Browser agents: their pages, through the WebSocket API's functions; Chime stood in for locally.
         self.chime = LocalChime()
-        self.pages = PageFunctions(
-            *(
-                LocalFunction(
-                    logical_id,
-                    parameters=scenario.parameters,
-                    resources={"Table": table_name, "CallerKeySecret": ""},
-                    environment={**local_environment(endpoint), **(environment or {})},
-                )
-                for logical_id in (
-                    "AgentPageAuthorizerFunction",
-                    "AgentPageFunction",
-                    "AgentPageGraceFunction",
-                )
-            ),
-            clock=lambda: self.clock,
+        authorizer, routes, grace = (
+            LocalFunction(
+                logical_id,
+                parameters=scenario.parameters,
+                resources={"Table": table_name, "CallerKeySecret": ""},
+                environment={**local_environment(endpoint), **(environment or {})},
+            )
+            for logical_id in ("AgentPageAuthorizerFunction", "AgentPageFunction", "AgentPageGraceFunction")
         )
+        self.pages = PageFunctions(authorizer, routes, grace, clock=lambda: self.clock)
         with self.pages.routes.environment_applied():
             page_services = self.pages.routes.module.services()
             self.chime.attach(page_services.meetings, page_services.voice)
@@ -658,6 +652,7 @@ class ScenarioPlayer:
         result.route, result.agent = "agent", agent_id
         result.mode = connected_mode(call.attributes)
         self.clock += spec.talk_seconds
+        stays: dict[str, Any] | None
         if spec.hangup == "agent":
             ended = page.send("hangup", call.transaction_id)
             gone, stays = "LEG-B", call.leg_a  # the meeting ended, so the meeting leg dropped
