@@ -39,6 +39,7 @@ from rapport.store.signals import SignalStore
 from rapport.textmatch import Matcher
 
 from rapport_local import PROJECT_DIR
+from rapport_local.agent_page import LocalDesk
 from rapport_local.emf import MetricTotals
 from rapport_local.engine import (
     DynamoDBLocal,
@@ -76,7 +77,9 @@ def engine_endpoint(endpoint: str | None) -> Iterator[str]:
         yield engine.endpoint
 
 
-def _player(scenario: Scenario, endpoint: str, verbose: bool, table: str = TABLE_NAME) -> ScenarioPlayer:
+def _player(
+    scenario: Scenario, endpoint: str, verbose: bool, table: str = TABLE_NAME, open_pages: bool = True
+) -> ScenarioPlayer:
     create_table(endpoint, table)
     level = "INFO" if verbose else "ERROR"
     player = ScenarioPlayer(scenario, endpoint, table_name=table, environment={"POWERTOOLS_LOG_LEVEL": level})
@@ -85,7 +88,7 @@ def _player(scenario: Scenario, endpoint: str, verbose: bool, table: str = TABLE
     for handler in logging.getLogger(SERVICE_NAME).handlers:
         if isinstance(handler, logging.StreamHandler):
             handler.stream = sys.stderr
-    player.load()
+    player.load(open_pages=open_pages)
     return player
 
 
@@ -165,6 +168,40 @@ def _metrics_summary(metrics: MetricTotals) -> str:
                 f" ({len(latency)} samples)"
             )
     return "\n".join(lines)
+
+
+def agent_page(args: argparse.Namespace) -> int:
+    """Serve the agent page with its WebSocket API, on the scenario's roster; ring it from the terminal."""
+    scenario = Scenario.load(args.scenario)
+    with engine_endpoint(args.endpoint or endpoint_from_environment()) as endpoint:
+        player = _player(scenario, endpoint, args.verbose, open_pages=False)
+        desk = LocalDesk(player, endpoint, TABLE_NAME, port=args.port, grace_seconds=args.grace)
+        try:
+            links = desk.links()
+            page, socket = desk.gateway.http_url, desk.gateway.socket_url
+            print(f"rapport agent-page: the page at {page}/, its WebSocket at {socket}")
+            if not links:
+                print("No browser agents on this roster: add one with `rapport agents add … --kind browser`.")
+            for agent_id, link in links.items():
+                print(f"  {agent_id}: {link}")
+            print("Enter: a call from the next caller · h: that caller hangs up · q: quit", flush=True)
+            for line in sys.stdin:
+                command = line.strip().lower()
+                if command == "q":
+                    break
+                if command == "h":
+                    if desk.caller_hangs_up() is None:
+                        print("  no caller is in a meeting", flush=True)
+                    continue
+                desk.ring()
+            else:
+                # No terminal (stdin closed): serve until interrupted.
+                threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            desk.close()
+    return 0
 
 
 def simulate(args: argparse.Namespace) -> int:
@@ -538,6 +575,22 @@ def parser() -> argparse.ArgumentParser:
     run_demo = commands.add_parser("demo", help="start DynamoDB Local, load the demo and route a few calls")
     run_demo.add_argument("--scenario", type=Path, default=DEMO_SCENARIO, help="scenario file to play")
     run_demo.set_defaults(run=demo)
+
+    run_page = commands.add_parser(
+        "agent-page", help="serve the agent page on loopback, with its WebSocket API; ring it from here"
+    )
+    run_page.add_argument("--scenario", type=Path, default=DEMO_SCENARIO, help="whose roster (the demo's)")
+    run_page.add_argument(
+        "--port", type=int, default=8080, help="the page's port; its WebSocket's is the next"
+    )
+    run_page.add_argument(
+        "--grace", type=float, default=10.0, help="seconds before a closed page means offline"
+    )
+    run_page.add_argument(
+        "--endpoint", help="an existing DynamoDB endpoint instead of a fresh DynamoDB Local"
+    )
+    run_page.add_argument("-v", "--verbose", action="store_true", help="the functions' logs on stderr")
+    run_page.set_defaults(run=agent_page)
 
     run_hold = commands.add_parser(
         "hold-audio", help="write the hold clip callers hear while a browser agent is offered their call"

@@ -42,6 +42,8 @@ from rapport_local.sqs import sqs_record
 from rapport_local.template import load_template
 
 STAGE = "live"
+STATIC = Path(__file__).parent / "static"
+LOCAL_MARK = b"<!-- rapport-local -->"
 API_ID = "localpage"
 MESSAGE_ROUTES = ("accept", "decline", "hangup", "offers", "ping")
 
@@ -205,6 +207,7 @@ class PageGateway:
         self,
         functions: PageFunctions,
         site: Path | None = None,
+        local_media: bool = False,
         grace_seconds: float = 0.0,
         host: str = "127.0.0.1",
         socket_port: int = 0,
@@ -212,6 +215,8 @@ class PageGateway:
     ) -> None:
         self.functions = functions
         self.site = site
+        self.local_media = local_media
+        """Serve the page with the local stand-in meeting session (`rapport agent-page`: no Chime media)."""
         self.grace_seconds = grace_seconds
         self._open: dict[str, ServerConnection] = {}
         self._lock = threading.Lock()
@@ -323,15 +328,20 @@ class PageGateway:
                     self._reply(HTTPStatus.NOT_FOUND, b"")
                     return
                 name = urlparse(self.path).path.lstrip("/") or "index.html"
+                if gateway.local_media and name == "local-session.js":
+                    script = (STATIC / name).read_bytes()
+                    self._reply(HTTPStatus.OK, script, {"Content-Type": "text/javascript"})
+                    return
                 root = gateway.site.resolve()
                 file = (root / name).resolve()
                 if root not in file.parents or not file.is_file():
                     self._reply(HTTPStatus.NOT_FOUND, b"not found\n")
                     return
+                body = file.read_bytes()
+                if gateway.local_media and file.name == "index.html":
+                    body = body.replace(LOCAL_MARK, b'<script src="local-session.js"></script>')
                 kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-                self._reply(
-                    HTTPStatus.OK, file.read_bytes(), {"Content-Type": kind, "Cache-Control": "no-store"}
-                )
+                self._reply(HTTPStatus.OK, body, {"Content-Type": kind, "Cache-Control": "no-store"})
 
             def _reply(
                 self, status: HTTPStatus, body: bytes, headers: Mapping[str, str] | None = None

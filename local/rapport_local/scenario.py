@@ -46,6 +46,7 @@ from rapport.rights import Purpose
 from rapport.scoring import DAY
 from rapport.settings import DEVELOPMENT_PAGE_TOKEN_KEY, DEVELOPMENT_PEPPER
 from rapport.signals import ProductInterest, Source
+from rapport.store.agents import AgentStore
 from rapport.store.dynamodb import DynamoStore
 
 from rapport_local import PROJECT_DIR
@@ -395,8 +396,9 @@ class ScenarioPlayer:
             if name.startswith("Signals") and count > before.get(name, 0):
                 self.signal_outcomes[name.removeprefix("Signals")] = count - before.get(name, 0)
 
-    def load(self) -> None:
-        """Write the scenario's catalog, agents and callers (with their consents and interests)."""
+    def load(self, open_pages: bool = True) -> None:
+        """Write the scenario's catalog, agents and callers (with their consents and interests); with
+        `open_pages`, each browser agent's page is opened (in-process) and they are available."""
         start = self.clock
         for product in self.scenario.catalog:
             self.store.put_product(product)
@@ -432,7 +434,14 @@ class ScenarioPlayer:
                 records.append(self._earlier_call(key, caller, pools.get(caller.last_agent, ""), start))
             self.store.put_caller(key, profile, interests, records)
         self.send_signals()
-        self.open_agent_pages(roster)
+        if open_pages:
+            self.open_agent_pages(roster)
+        else:
+            # Browser agents are available once their own page connects (`rapport agent-page`).
+            admin = AgentStore(self.store.client, self.store.table_name)
+            for agent in roster:
+                if agent.endpoint.kind is EndpointKind.BROWSER:
+                    admin.set_presence(agent, Presence.OFFLINE, "no agent page open", self.clock)
 
     def open_agent_pages(self, roster: list[Agent]) -> None:
         """Each browser agent opens the agent page (signed in with a page token): they are available."""

@@ -22,9 +22,12 @@ from rapport.numbers import caller_key
 from rapport.page_tokens import issue
 from rapport.settings import DEVELOPMENT_PAGE_TOKEN_KEY, DEVELOPMENT_PEPPER
 from rapport.store.dynamodb import DynamoStore
+from rapport_local.agent_page import LocalDesk
+from rapport_local.cli import DEMO_SCENARIO
 from rapport_local.engine import local_environment
 from rapport_local.lambda_runner import LocalFunction
 from rapport_local.page_gateway import PageFunctions, PageGateway, StreamPusher
+from rapport_local.scenario import Scenario, ScenarioPlayer
 from rapport_local.sma_driver import SimulatedCall, actions_of, bridge_target
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -392,3 +395,42 @@ def test_a_link_that_has_run_out_brings_the_sign_in_form_back(
     shot(page, "signed-out")
     context.close()
     assert desk.store.agent("anna").presence is Presence.OFFLINE  # type: ignore[union-attr]
+
+
+# -- rapport agent-page: the same page with everything behind it, locally -------------------------------
+
+
+def test_rapport_agent_page_serves_the_page_and_a_terminal_call_is_taken_in_it(
+    browser: Browser, bundle: Path, dynamodb_endpoint: str, table: str
+) -> None:
+    said: list[str] = []
+    player = ScenarioPlayer(Scenario.load(DEMO_SCENARIO), dynamodb_endpoint, table_name=table)
+    player.load(open_pages=False)
+    desk = LocalDesk(player, dynamodb_endpoint, table, grace_seconds=0, say=said.append)
+    try:
+        assert player.store.agent("potsdam-13").presence is Presence.OFFLINE  # type: ignore[union-attr]
+        link = desk.links()["potsdam-13"]
+        context = browser.new_context(viewport={"width": 760, "height": 640})
+        page = context.new_page()
+        page.goto(link)
+        expect(page.locator("#presence")).to_have_text("Available")
+        call_id = desk.ring("+4933155501099")  # Clara, who wants the e-bike
+        offer = page.locator(f'.offer[data-call-id="{call_id}"]')
+        expect(offer).to_be_visible(timeout=5000)
+        expect(offer.locator(".interest")).to_have_text("Interested in e-bike-c7")
+        page.keyboard.press("Enter")
+        expect(page.locator("#call-state")).to_have_text("On call · caller connected", timeout=5000)
+        deadline = time.time() + 5
+        while not desk.in_meeting and time.time() < deadline:
+            time.sleep(0.05)
+        assert list(desk.in_meeting.values()) == [call_id]  # the local SMA joined the caller
+        page.locator("#hang-up").click()
+        expect(page.locator("#call-state")).to_have_text("You hung up.")
+        deadline = time.time() + 5
+        while desk.in_meeting and time.time() < deadline:
+            time.sleep(0.05)
+        assert desk.in_meeting == {} and desk.chime.meetings == {}
+        assert any("the agent hung up" in line for line in said)
+        context.close()
+    finally:
+        desk.close()
