@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -359,3 +360,40 @@ def test_the_agents_api_hands_out_page_links_for_browser_agents_only(agents_api:
     status, refused = post("/agents/desk-01/page-link")
     assert status == 409 and "voice_connector" in refused["error"]
     assert post("/agents/nobody/page-link")[0] == 404
+
+
+# -- the events/agent_page samples, as `sam local invoke` would replay them --------------------------------
+
+SAMPLES = Path(__file__).resolve().parents[2] / "events" / "agent_page"
+
+
+def test_every_agent_page_sample_gets_the_answer_its_readme_names(
+    dynamodb_endpoint: str, table: str, store: DynamoStore
+) -> None:
+    browser = AgentEndpoint(kind=EndpointKind.BROWSER, address="potsdam-13")
+    store.put_agent(agent("potsdam-13", time.time() - 60, endpoint=browser, presence=Presence.OFFLINE))
+
+    def replay(logical_id: str, name: str) -> Any:
+        function = LocalFunction(
+            logical_id,
+            resources={"Table": table, "CallerKeySecret": ""},
+            environment=local_environment(dynamodb_endpoint),
+        )
+        return function.invoke(json.loads((SAMPLES / name).read_text()))
+
+    policy = replay("AgentPageAuthorizerFunction", "authorize.json")
+    assert policy["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    assert policy["context"] == {"agent_id": "potsdam-13"}
+    assert replay("AgentPageFunction", "connect.json") == {"statusCode": 200}
+    assert presence(store, "potsdam-13") is Presence.ONLINE
+    answers = {
+        name: json.loads(replay("AgentPageFunction", name)["body"])
+        for name in ("offers.json", "accept.json", "hangup.json")
+    }
+    assert answers["offers.json"] == {"type": "offers", "offers": []}
+    assert answers["accept.json"]["error"].startswith("no offer of call 82f28b9c")
+    assert answers["hangup.json"]["error"].startswith("potsdam-13 is in no meeting")
+    assert replay("AgentPagePushFunction", "stream_offer.json") == {"batchItemFailures": []}
+    assert replay("AgentPageFunction", "disconnect.json") == {"statusCode": 200}
+    assert replay("AgentPageGraceFunction", "grace.json") == {"batchItemFailures": []}
+    assert presence(store, "potsdam-13") is Presence.OFFLINE

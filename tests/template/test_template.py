@@ -435,9 +435,15 @@ def test_agents_function_answers_its_openapi_routes_on_an_iam_api_and_holds_no_c
         for statement in policy_statements(resources["AgentsFunction"])
         for action in actions_of(statement)
     }
-    # The table, the dead-letter queue for outcome events that could not be counted, and the meetings
-    # and call updates of browser agents' calls; no secret.
-    assert {action.split(":")[0] for action in actions} == {"dynamodb", "sqs", "chime"}
+    # The table, the dead-letter queue for outcome events that could not be counted, the meetings and
+    # call updates of browser agents' calls, and the page-token key; not the caller-key secret.
+    assert {action.split(":")[0] for action in actions} == {"dynamodb", "sqs", "chime", "secretsmanager"}
+    secrets = [
+        statement["Resource"]
+        for statement in policy_statements(resources["AgentsFunction"])
+        if any(action.startswith("secretsmanager:") for action in actions_of(statement))
+    ]
+    assert secrets == [{"Ref": "PageTokenSecret"}]
     chime = {
         action: statement["Resource"]
         for statement in policy_statements(resources["AgentsFunction"])
@@ -520,3 +526,123 @@ def test_only_this_stacks_sma_may_read_the_hold_audio(resources: dict[str, Any])
     assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     router = resources["SmaRouterFunction"]["Properties"]["Environment"]["Variables"]
     assert router["RAPPORT_HOLD_AUDIO_BUCKET"] == {"Ref": "HoldAudioBucket"}
+
+
+# -- browser agents' pages ------------------------------------------------------------------------------
+
+PAGE_FUNCTIONS = (
+    "AgentPageFunction",
+    "AgentPageAuthorizerFunction",
+    "AgentPagePushFunction",
+    "AgentPageGraceFunction",
+)
+
+
+def test_the_agent_page_socket_signs_pages_in_with_a_token_and_answers_each_message(
+    resources: dict[str, Any],
+) -> None:
+    api = resources["AgentPageSocket"]["Properties"]
+    assert (api["ProtocolType"], api["RouteSelectionExpression"]) == ("WEBSOCKET", "$request.body.action")
+    routes = {
+        r["Properties"]["RouteKey"]: (name, r["Properties"])
+        for name, r in resources.items()
+        if r["Type"] == "AWS::ApiGatewayV2::Route"
+    }
+    assert set(routes) == {
+        "$connect",
+        "$disconnect",
+        "$default",
+        "accept",
+        "decline",
+        "hangup",
+        "offers",
+        "ping",
+    }
+    _, connect = routes["$connect"]
+    assert connect["AuthorizationType"] == "CUSTOM"
+    authorizer = resources[connect["AuthorizerId"]["Ref"]]["Properties"]
+    assert authorizer["AuthorizerType"] == "REQUEST"
+    assert authorizer["IdentitySource"] == ["route.request.querystring.token"]
+    assert "${AgentPageAuthorizerFunction.Arn}" in authorizer["AuthorizerUri"]["Fn::Sub"]
+    # Only $connect is authorised: later messages ride the connection, whose agent the authoriser named.
+    assert all("AuthorizationType" not in props for key, (_, props) in routes.items() if key != "$connect")
+    answered = {
+        r["Properties"]["RouteId"]["Ref"]
+        for r in resources.values()
+        if r["Type"] == "AWS::ApiGatewayV2::RouteResponse"
+    }
+    assert answered == {name for key, (name, _) in routes.items() if key not in ("$connect", "$disconnect")}
+    integration = resources["AgentPageSocketIntegration"]["Properties"]
+    assert "${AgentPageFunction.Arn}" in integration["IntegrationUri"]["Fn::Sub"]
+    for permission in ("AgentPageFunctionPermission", "AgentPageAuthorizerPermission"):
+        properties = resources[permission]["Properties"]
+        assert properties["Principal"] == "apigateway.amazonaws.com"
+        assert ":${AgentPageSocket}/" in properties["SourceArn"]["Fn::Sub"]
+
+
+def test_offers_reach_pages_from_the_stream_filtered_to_new_offers_only(resources: dict[str, Any]) -> None:
+    from rapport_local.page_gateway import matches, stream_filter
+
+    assert resources["Table"]["Properties"]["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+    event = resources["AgentPagePushFunction"]["Properties"]["Events"]["Offers"]
+    assert event["Type"] == "DynamoDB" and event["Properties"]["Stream"] == {
+        "Fn::GetAtt": ["Table", "StreamArn"]
+    }
+    (pattern,) = stream_filter()
+
+    def record(name: str, pk: str) -> dict[str, Any]:
+        return {"eventName": name, "dynamodb": {"Keys": {"pk": {"S": pk}, "sk": {"S": "x"}}}}
+
+    assert matches(pattern, record("INSERT", "OFFER#anna"))
+    assert not matches(pattern, record("MODIFY", "OFFER#anna"))
+    assert not matches(pattern, record("REMOVE", "OFFER#anna"))
+    assert not matches(pattern, record("INSERT", "PAGE#anna"))
+    assert not matches(pattern, record("INSERT", "CALLER#abc"))
+
+
+def test_the_page_functions_hold_least_privilege_and_never_the_caller_key_secret(
+    resources: dict[str, Any],
+) -> None:
+    granted = {
+        name: {
+            action: statement["Resource"]
+            for statement in policy_statements(resources[name])
+            for action in actions_of(statement)
+        }
+        for name in PAGE_FUNCTIONS
+    }
+    for name, actions in granted.items():
+        assert {"Ref": "CallerKeySecret"} not in actions.values(), name
+        assert "dynamodb:Scan" not in actions and "dynamodb:BatchWriteItem" not in actions, name
+    assert {a for a in granted["AgentPageAuthorizerFunction"]} == {"secretsmanager:GetSecretValue"}
+    assert granted["AgentPageAuthorizerFunction"]["secretsmanager:GetSecretValue"] == {
+        "Ref": "PageTokenSecret"
+    }
+    routes = granted["AgentPageFunction"]
+    assert routes["chime:CreateMeetingWithAttendees"]["Fn::Sub"].endswith(":meeting/*")
+    assert routes["chime:DeleteMeeting"]["Fn::Sub"].endswith(":meeting/*")
+    assert routes["chime:UpdateSipMediaApplicationCall"]["Fn::Sub"].endswith(
+        ":sma/${SipMediaApplication.SipMediaApplicationId}"
+    )
+    assert routes["sqs:SendMessage"] == {"Fn::GetAtt": ["AgentPageGraceQueue", "Arn"]}
+    push = granted["AgentPagePushFunction"]
+    assert set(push) == {"dynamodb:Query", "dynamodb:DeleteItem", "execute-api:ManageConnections"}
+    assert push["execute-api:ManageConnections"]["Fn::Sub"].endswith(
+        ":${AgentPageSocket}/live/POST/@connections/*"
+    )
+    assert not any(
+        action.startswith(("chime:", "sqs:", "secretsmanager:"))
+        for action in granted["AgentPageGraceFunction"]
+    )
+
+
+def test_a_closed_page_is_checked_after_the_grace_period_and_page_links_run_out() -> None:
+    template = load_template(TEMPLATE)
+    grace = template["Parameters"]["PageGraceSeconds"]
+    assert (grace["Default"], grace["MaxValue"]) == (60, 900)  # SQS delays a message at most 15 minutes
+    hours = template["Parameters"]["PageTokenHours"]
+    assert (hours["Default"], hours["MaxValue"]) == (10, 24)
+    routes = template["Resources"]["AgentPageFunction"]["Properties"]["Environment"]["Variables"]
+    assert routes["RAPPORT_PAGE_GRACE_SECONDS"] == {"Ref": "PageGraceSeconds"}
+    grace_events = template["Resources"]["AgentPageGraceFunction"]["Properties"]["Events"]["Closed"]
+    assert grace_events["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
