@@ -24,7 +24,7 @@ from rapport_local import PROJECT_DIR
 from rapport_local.chime import LocalChime
 from rapport_local.engine import local_environment
 from rapport_local.lambda_runner import LocalFunction
-from rapport_local.page_gateway import PageFunctions, PageGateway, StreamPusher
+from rapport_local.page_gateway import INVOKE_LOCK, PageFunctions, PageGateway, StreamPusher
 from rapport_local.scenario import ScenarioPlayer, mask
 from rapport_local.sma_driver import SimulatedCall, actions_of
 
@@ -45,7 +45,7 @@ class LocalDesk:
     ) -> None:
         self.player = player
         self.say = say
-        self._lock = threading.RLock()
+        self._lock = INVOKE_LOCK  # the SIP media application's events and the page's, one at a time
 
         def function(logical_id: str, **environment: str) -> LocalFunction:
             return LocalFunction(

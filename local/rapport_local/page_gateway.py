@@ -119,6 +119,22 @@ def selected_route(body: str) -> str:
     return action if action in MESSAGE_ROUTES else "$default"
 
 
+INVOKE_LOCK = threading.RLock()
+"""Held around each invocation from the gateway's threads (WebSocket connections, the stream, timers).
+A function's environment is laid on the process (`os.environ`) for the invocation and taken off after;
+two threads doing that at once could leave one's environment behind for good."""
+
+
+def locked(function: LocalFunction) -> Callable[[dict[str, Any]], Any]:
+    """`function.invoke`, one at a time with the gateway's own invocations (for a test's calls)."""
+
+    def invoke(event: dict[str, Any]) -> Any:
+        with INVOKE_LOCK:
+            return function.invoke(event)
+
+    return invoke
+
+
 class Refused(Exception):
     """The page may not connect: the authoriser denied it (403), or `$connect` did."""
 
@@ -141,7 +157,7 @@ class PageFunctions:
 
     @contextlib.contextmanager
     def _applied(self, function: LocalFunction) -> Iterator[None]:
-        with contextlib.ExitStack() as stack:
+        with INVOKE_LOCK, contextlib.ExitStack() as stack:
             stack.enter_context(function.environment_applied())
             if self.clock is not None:
                 stack.enter_context(mock.patch.object(function.module, "now", return_value=self.clock()))
@@ -230,6 +246,7 @@ class PageGateway:
             threading.Thread(target=self._http.serve_forever, name="page-http", daemon=True),
         ]
         self._timers: list[threading.Timer] = []
+        self._stopped = threading.Event()
 
     @property
     def socket_url(self) -> str:
@@ -250,6 +267,8 @@ class PageGateway:
         self.stop()
 
     def stop(self) -> None:
+        """Stop serving; pages still open are dropped without their `$disconnect` (the table may be gone)."""
+        self._stopped.set()
         for timer in self._timers:
             timer.cancel()
         self._socket.shutdown()
@@ -282,10 +301,13 @@ class PageGateway:
         finally:
             with self._lock:
                 self._open.pop(connection_id_, None)
-            self.functions.close(connection_id_, authorizer)
-            self._grace_later(str(authorizer.get("agent_id", "")))
+            if not self._stopped.is_set():
+                self.functions.close(connection_id_, authorizer)
+                self._grace_later(str(authorizer.get("agent_id", "")))
 
     def _grace_later(self, agent_id: str) -> None:
+        if self._stopped.is_set():
+            return
         timer = threading.Timer(self.grace_seconds, self.functions.after_grace, args=(agent_id,))
         timer.daemon = True
         self._timers.append(timer)
@@ -450,7 +472,7 @@ class StreamPusher:
         wanted = [r for r in records if any(matches(p, r) for p in self._patterns)]
         if wanted:
             self.handed += wanted
-            with self._push.environment_applied():
+            with INVOKE_LOCK, self._push.environment_applied():
                 self._push.handle({"Records": wanted})
         return len(wanted)
 

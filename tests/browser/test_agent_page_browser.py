@@ -26,7 +26,7 @@ from rapport_local.agent_page import LocalDesk
 from rapport_local.cli import DEMO_SCENARIO
 from rapport_local.engine import local_environment
 from rapport_local.lambda_runner import LocalFunction
-from rapport_local.page_gateway import PageFunctions, PageGateway, StreamPusher
+from rapport_local.page_gateway import PageFunctions, PageGateway, StreamPusher, locked
 from rapport_local.scenario import Scenario, ScenarioPlayer
 from rapport_local.sma_driver import SimulatedCall, actions_of, bridge_target
 
@@ -188,7 +188,7 @@ class Desk:
         return f"{self.gateway.http_url}/index.html#socket={self.gateway.socket_url}&token={token}"
 
     def call(self) -> tuple[SimulatedCall, dict[str, Any]]:
-        call = SimulatedCall(self.router.invoke, CALLER)
+        call = SimulatedCall(locked(self.router), CALLER)
         (hold,) = actions_of(call.new_inbound(), "PlayAudio")
         return call, hold
 

@@ -21,7 +21,14 @@ from rapport.store.dynamodb import DynamoStore
 from rapport_local.engine import local_environment
 from rapport_local.http_api import http_request
 from rapport_local.lambda_runner import LocalFunction
-from rapport_local.page_gateway import PageFunctions, PageGateway, PageSession, Refused, StreamPusher
+from rapport_local.page_gateway import (
+    PageFunctions,
+    PageGateway,
+    PageSession,
+    Refused,
+    StreamPusher,
+    locked,
+)
 from rapport_local.sma_driver import SimulatedCall, actions_of
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
@@ -111,7 +118,7 @@ def chime(functions: PageFunctions) -> tuple[Any, Any]:
 
 
 def offered(router: LocalFunction) -> SimulatedCall:
-    call = SimulatedCall(router.invoke, CALLER)
+    call = SimulatedCall(locked(router), CALLER)
     assert actions_of(call.new_inbound(), "PlayAudio")
     return call
 
