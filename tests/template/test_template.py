@@ -644,5 +644,9 @@ def test_a_closed_page_is_checked_after_the_grace_period_and_page_links_run_out(
     assert (hours["Default"], hours["MaxValue"]) == (10, 24)
     routes = template["Resources"]["AgentPageFunction"]["Properties"]["Environment"]["Variables"]
     assert routes["RAPPORT_PAGE_GRACE_SECONDS"] == {"Ref": "PageGraceSeconds"}
+    router = template["Resources"]["SmaRouterFunction"]["Properties"]["Environment"]["Variables"]
+    # How long a browser agent has to accept: the ring timeout, which the hold audio covers.
+    assert router["RAPPORT_RING_TIMEOUT_SECONDS"] == {"Ref": "RingTimeoutSeconds"}
+    assert template["Parameters"]["RingTimeoutSeconds"]["Default"] == 20
     grace_events = template["Resources"]["AgentPageGraceFunction"]["Properties"]["Events"]["Closed"]
     assert grace_events["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
