@@ -66,6 +66,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy functions/connect_router
 	$(BIN)/mypy functions/connect_agent_events
 	$(BIN)/mypy functions/agent_page
+	$(BIN)/mypy functions/hold_audio
 
 format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .

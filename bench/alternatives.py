@@ -349,7 +349,7 @@ def measure(
             if kind is FreeAgentIndex:
                 FreeAgentIndex.create(client, table)
             else:
-                create_table(endpoint, table)
+                create_table(endpoint, table, stream=False)
             design = kind(client, table)
             design.seed(agents)
             designs.append(design)

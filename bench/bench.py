@@ -158,7 +158,7 @@ def prepare(endpoint: str, size: int, connect: bool = False) -> Setup:
     returning callers (an interest and the record of an earlier call, whose link names their agent).
     `connect`: Amazon Connect users, in a table of their own, with ConnectRouterFunction over it."""
     table = f"rapport-bench-connect-{size}" if connect else f"rapport-bench-{size}"
-    create_table(endpoint, table)
+    create_table(endpoint, table, stream=False)
     store = DynamoStore(local_client(endpoint), table)
     now = time.time()
     agents = roster(size, now, connect)

@@ -124,7 +124,7 @@ class Floor:
 
     def __init__(self, endpoint: str) -> None:
         self.table = "rapport-bench-signals-floor"
-        create_table(endpoint, self.table)
+        create_table(endpoint, self.table, stream=False)
         self.client = local_client(endpoint)
         self.sent: list[tuple[str, dict[str, Any]]] = []
         self._pool = ThreadPoolExecutor(4)
@@ -207,8 +207,8 @@ def accuracy(matcher: Matcher) -> dict[str, tuple[float, float, float, int]]:
 def measure(endpoint: str, batches: int, seed: int = 7) -> SignalRun:
     rng = random.Random(seed)
     table, baseline_table = "rapport-bench-signals", "rapport-bench-signals-baseline"
-    create_table(endpoint, table)
-    create_table(endpoint, baseline_table)
+    create_table(endpoint, table, stream=False)
+    create_table(endpoint, baseline_table, stream=False)
     products = CatalogFile.load(PROJECT_DIR / "examples" / "catalog.json").products
     SignalStore(local_client(endpoint), table).put_products(products)
     function = LocalFunction(

@@ -41,10 +41,11 @@ def dynamodb_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def table(dynamodb_endpoint: str) -> Iterator[str]:
-    """A table created from template.yaml's definition, dropped after the test."""
+def table(dynamodb_endpoint: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A table created from template.yaml's definition, dropped after the test; with its stream only for
+    tests marked `stream` (DynamoDB Local slows down as stream records pile up over a session)."""
     name = f"rapport-test-{uuid.uuid4().hex[:12]}"
-    create_table(dynamodb_endpoint, name)
+    create_table(dynamodb_endpoint, name, stream=request.node.get_closest_marker("stream") is not None)
     yield name
     local_client(dynamodb_endpoint).delete_table(TableName=name)
 

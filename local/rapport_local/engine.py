@@ -127,11 +127,17 @@ class DynamoDBLocal:
         self.stop()
 
 
-def create_table(endpoint: str, table_name: str, template_path: Path | None = None) -> None:
-    """Create the table exactly as template.yaml defines it (keys, billing, TTL), if it is not there."""
+def create_table(
+    endpoint: str, table_name: str, template_path: Path | None = None, stream: bool = True
+) -> None:
+    """Create the table exactly as template.yaml defines it (keys, billing, TTL, stream), if it is not
+    there. `stream=False` leaves the stream out: only the agent page's offers need it, and DynamoDB Local
+    (unlike DynamoDB) slows down as stream records pile up, so benchmarks and most tests go without."""
     arguments, ttl_attribute = table_definition(
         load_template(template_path) if template_path else load_template(), table_name
     )
+    if not stream:
+        arguments.pop("StreamSpecification", None)
     client = local_client(endpoint)
     if table_name in client.list_tables()["TableNames"]:
         return

@@ -30,6 +30,8 @@ from rapport_local.page_gateway import PageFunctions, PageGateway, StreamPusher,
 from rapport_local.scenario import Scenario, ScenarioPlayer
 from rapport_local.sma_driver import SimulatedCall, actions_of, bridge_target
 
+pytestmark = pytest.mark.stream
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SITE = PROJECT_DIR / "agent-page"
 SCREENSHOTS = PROJECT_DIR / "build" / "screenshots"

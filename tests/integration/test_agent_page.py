@@ -33,6 +33,8 @@ from rapport_local.sma_driver import SimulatedCall, actions_of
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+pytestmark = pytest.mark.stream
+
 CALLER = "+12025550107"
 BUCKET = "rapport-hold-audio"
 MEETING = "9f1c2b3a-4d5e-4f60-8a7b-1c2d3e4f5a6b"

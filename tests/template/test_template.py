@@ -526,6 +526,22 @@ def test_only_this_stacks_sma_may_read_the_hold_audio(resources: dict[str, Any])
     assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     router = resources["SmaRouterFunction"]["Properties"]["Environment"]["Variables"]
     assert router["RAPPORT_HOLD_AUDIO_BUCKET"] == {"Ref": "HoldAudioBucket"}
+    # The stack writes the clip at deploy; its function touches that one object and nothing else.
+    clip = resources["HoldAudio"]
+    assert clip["Type"] == "Custom::HoldAudio"
+    assert (
+        clip["Properties"]["Bucket"] == {"Ref": "HoldAudioBucket"} and clip["Properties"]["Key"] == "hold.wav"
+    )
+    assert clip["Properties"]["Seconds"] == {"Ref": "HoldAudioSeconds"}
+    granted = {
+        action: statement["Resource"]
+        for statement in policy_statements(resources["HoldAudioFunction"])
+        for action in actions_of(statement)
+    }
+    assert set(granted) == {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
+    assert all(
+        r == {"Fn::Sub": "arn:${AWS::Partition}:s3:::${HoldAudioBucket}/hold.wav"} for r in granted.values()
+    )
 
 
 # -- browser agents' pages ------------------------------------------------------------------------------
