@@ -126,6 +126,13 @@ function receive(data) {
     case "accepted":
       joinCall(message);
       break;
+    case "withdrawn":
+      // The offer ended elsewhere: answered on another of the agent's pages, or the caller hung up.
+      if (page.offers.has(message.call_id) && !(page.call && page.call.callId === message.call_id)) {
+        removeOffer(message.call_id);
+        announce("A call is no longer waiting: the caller hung up, or it was answered elsewhere.");
+      }
+      break;
     case "declined":
       removeOffer(message.call_id);
       announce("Call declined. It goes to a colleague.");

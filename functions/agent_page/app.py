@@ -9,8 +9,9 @@ Four handlers, one code base (README, "Browser agents"):
   last page closed: offline after the grace period), and the page's messages, selected by
   `$request.body.action`: `accept`, `decline`, `hangup`, `offers`, `ping`. Each is answered on the same
   connection (the route's response).
-- `push`: the table's stream, filtered in the template to new offers (`OFFER#…` inserts): each is sent to
-  the agent's open pages through the `@connections` API.
+- `push`: the table's stream, filtered in the template to offers (`OFFER#…` inserts and removals): each
+  new offer, and the end of each (`{"type": "withdrawn"}`), is sent to the agent's open pages through
+  the `@connections` API.
 - `grace`: the delayed check after a page closed (an SQS queue with a delivery delay).
 
 No caller number is ever on these paths: offers carry the decision id, mode, top interest and reasons.
@@ -199,15 +200,33 @@ def _check_later(agent_id: str) -> None:
 
 
 def push(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    """New offers (the template's filter passes only `OFFER#` inserts; others are skipped here too)."""
+    """New offers, and offers that ended (the template's filter passes only `OFFER#` inserts and
+    removals; anything else is skipped here too)."""
     offers: list[Offer] = []
+    ended: list[tuple[str, str]] = []
     for record in DynamoDBStreamEvent(dict(event)).records:
         offer = _offer_of(record)
         if offer is not None:
             offers.append(offer)
-    sent = services().pages.push_offers(offers) if offers else 0
-    logger.info("offers pushed", extra={"offers": len(offers), "messages": sent})
+        elif (gone := _ended_offer(record)) is not None:
+            ended.append(gone)
+    pages = services().pages
+    sent = pages.push_offers(offers) if offers else 0
+    sent += pages.push_ended(ended) if ended else 0
+    logger.info("offers pushed", extra={"offers": len(offers), "ended": len(ended), "messages": sent})
     return {"batchItemFailures": []}
+
+
+def _ended_offer(record: DynamoDBRecord) -> tuple[str, str] | None:
+    """An offer taken away (claimed by a page, withdrawn as the caller hung up, or run out): its agent
+    and call, from the keys (a removal carries no image here)."""
+    if record.event_name is not DynamoDBRecordEventName.REMOVE or record.dynamodb is None:
+        return None
+    keys = record.dynamodb.keys
+    pk, call_id = str(keys.get("pk", "")), str(keys.get("sk", ""))
+    if not pk.startswith(OFFER_PREFIX) or not call_id:
+        return None
+    return pk.removeprefix(OFFER_PREFIX), call_id
 
 
 def _offer_of(record: DynamoDBRecord) -> Offer | None:

@@ -26,9 +26,11 @@ def to_attributes(state: CallState) -> dict[str, str]:
         {"rp_ask": ",".join(state.asking), "rp_live": ",".join(state.live_products)} if state.asking else {}
     )
     meeting = {"rp_meet": state.meeting_id} if state.meeting_id else {}
+    offered = {"rp_offered": "1"} if state.offered else {}
     return {
         **asking,
         **meeting,
+        **offered,
         "rp_stage": state.stage.value,
         "rp_caller": state.caller_key or "",
         "rp_link": str(state.link_days),
@@ -63,6 +65,7 @@ def from_attributes(attributes: Mapping[str, Any] | None, call_id: str) -> CallS
             asking=_words(attributes.get("rp_ask")),
             live_products=_words(attributes.get("rp_live")),
             meeting_id=_meeting(attributes.get("rp_meet")),
+            offered=attributes.get("rp_offered") == "1",
         )
     except (ValueError, ValidationError):
         return None

@@ -375,6 +375,16 @@ def test_an_offer_not_answered_in_time_leaves_the_page_and_the_call_moves_on(pag
     )
 
 
+def test_a_caller_who_hangs_up_on_hold_disappears_from_the_page(page: Page, desk: Desk) -> None:
+    expect(page.locator("#presence")).to_have_text("Available")
+    call, _ = desk.call()
+    offer = page.locator(f'.offer[data-call-id="{call.transaction_id}"]')
+    expect(offer).to_be_visible(timeout=5000)
+    call.hangup("LEG-A")
+    expect(offer).to_have_count(0, timeout=5000)  # well before its countdown would have ended
+    expect(page.locator("#announcer")).to_contain_text("no longer waiting")
+
+
 def test_closing_the_page_sets_the_agent_offline_after_the_grace_period(page: Page, desk: Desk) -> None:
     expect(page.locator("#presence")).to_have_text("Available")
     page.close()

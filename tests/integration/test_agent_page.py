@@ -237,6 +237,28 @@ def test_an_offer_is_pushed_to_the_agents_open_page_without_the_callers_number(
     assert all(record["dynamodb"]["Keys"]["pk"]["S"].startswith("OFFER#") for record in pusher.handed)
 
 
+def test_a_caller_who_hangs_up_on_hold_is_taken_off_the_agents_page(
+    gateway: PageGateway, pusher: StreamPusher, router: LocalFunction, store: DynamoStore
+) -> None:
+    with connect(f"{gateway.socket_url}/?token={token()}") as page:
+        call = offered(router)
+        pusher.poll_once()
+        for _ in range(20):
+            if pusher.handed:
+                break
+            time.sleep(0.1)
+            pusher.poll_once()
+        assert json.loads(page.recv(timeout=5))["type"] == "offer"
+        call.hangup("LEG-A")  # on hold, before anyone answered
+        for _ in range(20):
+            if pusher.poll_once():
+                break
+            time.sleep(0.1)
+        assert json.loads(page.recv(timeout=5)) == {"type": "withdrawn", "call_id": call.transaction_id}
+    anna = store.agent("anna")
+    assert anna is not None and anna.reserved_by is None  # free again at once
+
+
 def test_a_page_with_a_bad_token_cannot_open_the_socket(gateway: PageGateway) -> None:
     with pytest.raises(InvalidStatus) as refused:
         connect(f"{gateway.socket_url}/?token=forged")

@@ -287,3 +287,29 @@ def test_declining_through_the_api_moves_the_call_on(
         api(agents_api, "POST", f"/agents/anna/offers/{call.transaction_id}/decline")
         sma.assert_no_pending_responses()
     assert bridge_target(call.call_update({"rp_offer": "decline", "rp_agent": "anna"})) == "desk-01"
+
+
+def offers_of(store: DynamoStore, agent_id: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = store.client.query(
+        TableName=store.table_name,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"OFFER#{agent_id}"}},
+    )["Items"]
+    return items
+
+
+def test_a_caller_who_hangs_up_on_hold_takes_the_offer_back_and_frees_the_agent(
+    router: LocalFunction, store: DynamoStore
+) -> None:
+    call, _ = offered(router)
+    assert call.attributes["rp_offered"] == "1" and len(offers_of(store, "anna")) == 1
+    assert call.hangup("LEG-A")["Actions"] == []
+    assert offers_of(store, "anna") == []  # the page is told through the stream (test_agent_page.py)
+    anna = store.agent("anna")
+    assert anna is not None and anna.reserved_by is None
+
+
+def test_once_the_call_moves_on_to_a_phone_no_offer_stands(router: LocalFunction) -> None:
+    call, hold = offered(router)
+    assert bridge_target(call.audio_played(hold)) == "desk-01"
+    assert "rp_offered" not in call.attributes  # a hang-up now withdraws nothing

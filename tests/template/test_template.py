@@ -596,7 +596,9 @@ def test_the_agent_page_socket_signs_pages_in_with_a_token_and_answers_each_mess
         assert ":${AgentPageSocket}/" in properties["SourceArn"]["Fn::Sub"]
 
 
-def test_offers_reach_pages_from_the_stream_filtered_to_new_offers_only(resources: dict[str, Any]) -> None:
+def test_offers_reach_pages_from_the_stream_filtered_to_offers_made_and_ended(
+    resources: dict[str, Any],
+) -> None:
     from rapport_local.page_gateway import matches, stream_filter
 
     assert resources["Table"]["Properties"]["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
@@ -610,8 +612,9 @@ def test_offers_reach_pages_from_the_stream_filtered_to_new_offers_only(resource
         return {"eventName": name, "dynamodb": {"Keys": {"pk": {"S": pk}, "sk": {"S": "x"}}}}
 
     assert matches(pattern, record("INSERT", "OFFER#anna"))
+    assert matches(pattern, record("REMOVE", "OFFER#anna"))  # answered elsewhere, or the caller hung up
     assert not matches(pattern, record("MODIFY", "OFFER#anna"))
-    assert not matches(pattern, record("REMOVE", "OFFER#anna"))
+    assert not matches(pattern, record("REMOVE", "PAGE#anna"))
     assert not matches(pattern, record("INSERT", "PAGE#anna"))
     assert not matches(pattern, record("INSERT", "CALLER#abc"))
 

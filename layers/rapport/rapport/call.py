@@ -59,6 +59,9 @@ class CallState(BaseModel):
     """While the caller is asked: the products the call named (SIP header), for routing after."""
     meeting_id: str | None = None
     """The Chime SDK meeting the caller was joined into with a browser agent, once they accepted."""
+    offered: bool = False
+    """The ringing agent is a browser agent whose page was offered the call (withdrawn if the caller
+    hangs up first)."""
 
     @property
     def ringing(self) -> Attempt | None:

@@ -226,9 +226,15 @@ class CallFlow:
     def _offered(self, route: Route, call_id: str, now: float, deadline: Deadline) -> Route:
         """When `route` holds a browser agent: offer them the call (their page shows it), while the caller
         hears hold audio. An offer that cannot be written is not seen: it runs out, and the call moves on."""
-        if route.kind is not RouteKind.AGENT or route.endpoint is None:
-            return route
-        if route.endpoint.kind is not EndpointKind.BROWSER or route.state.agent_id is None:
+        browser = (
+            route.kind is RouteKind.AGENT
+            and route.endpoint is not None
+            and route.endpoint.kind is EndpointKind.BROWSER
+            and route.state.agent_id is not None
+        )
+        if not browser or route.state.agent_id is None:
+            if route.state.offered:  # on to a phone: no offer stands any more
+                return dataclasses.replace(route, state=route.state.model_copy(update={"offered": False}))
             return route
         record = route.state.record
         interests = record.interests if record is not None else {}
@@ -247,7 +253,7 @@ class CallFlow:
             self._store.put_offer(offer, deadline)
         except StoreError as error:
             logger.error("offer not written: it runs out unseen", extra={"error": str(error)})
-        return route
+        return dataclasses.replace(route, state=route.state.model_copy(update={"offered": True}))
 
     def _away_if_missing(
         self, missed: Attempt, in_a_row: int | None, now: float, deadline: Deadline
@@ -427,7 +433,11 @@ class CallFlow:
         if record is not None:
             finished = record
             requests.append(lambda: self._store.put_record(finished, deadline))
+        offered = state.ringing if state.offered else None
+        if offered is not None:
+            # The caller hung up on hold: the agent's page stops showing the call (the stream tells it).
+            requests.append(lambda: self._store.withdraw_offer(offered.agent_id, call_id, deadline))
         for result in self._store.together(requests, deadline)[1:]:
             if isinstance(result, StoreError):
-                logger.error("decision record not stored", extra={"error": str(result)})
+                logger.error("decision record or offer not written", extra={"error": str(result)})
         return state.model_copy(update={"stage": Stage.DONE, "record": record})

@@ -268,6 +268,17 @@ class AgentPages:
                     self._store.disconnected(offer.agent_id, connection_id)
         return sent
 
+    def push_ended(self, ended: Iterable[tuple[str, str]]) -> int:
+        """Tell each page of the agent that an offer is no longer open (`(agent id, call id)` pairs)."""
+        sent = 0
+        for agent_id, call_id in ended:
+            for connection_id in self._store.connections(agent_id, self._clock()):
+                if self._push(connection_id, {"type": "withdrawn", "call_id": call_id}):
+                    sent += 1
+                else:
+                    self._store.disconnected(agent_id, connection_id)
+        return sent
+
 
 def offer_message(offer: Offer) -> dict[str, Any]:
     """What a page is shown of an offer: never the caller's number (the offer holds none)."""

@@ -115,6 +115,10 @@ class Store(Protocol):
         """Offer a call to a browser agent's page (kept until the offer's end)."""
         ...
 
+    def withdraw_offer(self, agent_id: str, call_id: str, deadline: Deadline) -> None:
+        """The caller is gone: take the offer back (whether or not it is still there)."""
+        ...
+
     def together(self, requests: Sequence[Callable[[], T]], deadline: Deadline) -> list[T | StoreError]:
         """Send independent requests at once (one round trip); each result or its error, in order."""
         ...

@@ -451,6 +451,11 @@ class DynamoStore:
         }
         self._call("put_item", deadline, TableName=self.table_name, Item=to_item(item))
 
+    def withdraw_offer(self, agent_id: str, call_id: str, deadline: Deadline) -> None:
+        self._call(
+            "delete_item", deadline, TableName=self.table_name, Key=to_item(offer_key(agent_id, call_id))
+        )
+
     # -- reads and writes off the call path -----------------------------------------------------------
 
     def decision(self, caller_key: str | None, call_id: str) -> DecisionRecord | None:

@@ -244,6 +244,11 @@ class MemoryStore:
         with self._lock:
             self.offers[(offer.agent_id, offer.call_id)] = offer
 
+    def withdraw_offer(self, agent_id: str, call_id: str, deadline: Deadline) -> None:
+        self._request("DeleteItem", deadline)
+        with self._lock:
+            self.offers.pop((agent_id, call_id), None)
+
     def put_record(self, record: DecisionRecord, deadline: Deadline) -> None:
         self._request("PutItem", deadline)
         key = record_key(record.caller_key, record.call_id, record.decided_at)
