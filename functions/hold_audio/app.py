@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from crhelper import CfnResource
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rapport.hold_audio import hold_clip
+from rapport.signals import problems
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -41,11 +42,7 @@ def read_properties(raw: object) -> HoldAudioProperties:
     try:
         return HoldAudioProperties.model_validate(raw)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc']) or 'properties'}: {problem['msg']}"
-            for problem in error.errors(include_url=False)
-        )
-        raise ValueError(f"Invalid Custom::HoldAudio properties: {problems}") from None
+        raise ValueError(f"Invalid Custom::HoldAudio properties: {'; '.join(problems(error))}") from None
 
 
 @cache

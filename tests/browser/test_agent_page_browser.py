@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from botocore.stub import ANY, Stubber
 from builders import RouterFactory, agent, interest, profile, state_of
+from meetings import AGENT_ATTENDEE, CALLER_TOKEN, MEETING, SIGNALING_URL, meeting_response
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from rapport.models import AgentEndpoint, AttemptOutcome, EndpointKind, Presence
 from rapport.numbers import caller_key
@@ -37,15 +38,6 @@ SITE = PROJECT_DIR / "agent-page"
 SCREENSHOTS = PROJECT_DIR / "build" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CALLER = "+12025550107"
-MEETING = "9f1c2b3a-4d5e-4f60-8a7b-1c2d3e4f5a6b"
-CALLER_TOKEN = "dGhlIGNhbGxlciBhdHRlbmRlZSdzIGpvaW4gdG9rZW4"
-AUDIO_ONLY = {"Audio": "SendReceive", "Video": "None", "Content": "None"}
-AGENT_ATTENDEE = {
-    "ExternalUserId": "agent-anna",
-    "AttendeeId": "6a7b8c9d-0e1f-4a2b-8c3d-4e5f6a7b8c9d",
-    "JoinToken": "YWdlbnQgYW5uYSdzIGpvaW4gdG9rZW4",
-    "Capabilities": AUDIO_ONLY,
-}
 RING_SECONDS = 4
 
 # The stub meeting session: records what the page asks of it; "starts" as soon as asked.
@@ -83,33 +75,6 @@ window.rapportMeetingSession = (configuration, logger) => {
   };
 };
 """
-
-
-def meeting_response(call_id: str) -> dict[str, Any]:
-    return {
-        "Meeting": {
-            "MeetingId": MEETING,
-            "ExternalMeetingId": call_id,
-            "MediaRegion": "us-east-1",
-            "MediaPlacement": {
-                "AudioHostUrl": "abc.k.m1.ue1.app.chime.aws:3478",
-                "AudioFallbackUrl": "wss://haxrp.m1.ue1.app.chime.aws:443/calls/x",
-                "SignalingUrl": "wss://signal.m1.ue1.app.chime.aws/control/x",
-                "TurnControlUrl": "https://ccp.cp.ue1.app.chime.aws/v2/turn_sessions",
-                "EventIngestionUrl": "https://data.svc.ue1.ingest.chime.aws/v1/client-events",
-            },
-        },
-        "Attendees": [
-            {
-                "ExternalUserId": f"caller-{call_id}",
-                "AttendeeId": "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
-                "JoinToken": CALLER_TOKEN,
-                "Capabilities": AUDIO_ONLY,
-            },
-            AGENT_ATTENDEE,
-        ],
-        "Errors": [],
-    }
 
 
 @pytest.fixture(scope="session")
@@ -294,7 +259,7 @@ def test_offer_accept_call_mute_and_hang_up_with_the_keyboard(page: Page, desk: 
         "attendeeId": AGENT_ATTENDEE["AttendeeId"],
         "externalUserId": "agent-anna",
         "joinToken": AGENT_ATTENDEE["JoinToken"],
-        "signalingURL": "wss://signal.m1.ue1.app.chime.aws/control/x",
+        "signalingURL": SIGNALING_URL,
     }
     assert page.evaluate("window.stubbed.calls")[:3] == [
         "presence",

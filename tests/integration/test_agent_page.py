@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from botocore.stub import ANY, Stubber
 from builders import RouterFactory, agent
+from meetings import AGENT_ATTENDEE, AUDIO_ONLY, CALLER_TOKEN, MEETING, meeting_response
 from rapport.models import AgentEndpoint, EndpointKind, Presence
 from rapport.page_tokens import issue, verify
 from rapport.settings import DEVELOPMENT_PAGE_TOKEN_KEY
@@ -37,40 +38,6 @@ pytestmark = pytest.mark.stream
 
 CALLER = "+12025550107"
 BUCKET = "rapport-hold-audio"
-MEETING = "9f1c2b3a-4d5e-4f60-8a7b-1c2d3e4f5a6b"
-CALLER_TOKEN = "dGhlIGNhbGxlciBhdHRlbmRlZSdzIGpvaW4gdG9rZW4"
-AGENT_ATTENDEE = {
-    "ExternalUserId": "agent-anna",
-    "AttendeeId": "6a7b8c9d-0e1f-4a2b-8c3d-4e5f6a7b8c9d",
-    "JoinToken": "YWdlbnQgYW5uYSdzIGpvaW4gdG9rZW4",
-    "Capabilities": {"Audio": "SendReceive", "Video": "None", "Content": "None"},
-}
-AUDIO_ONLY = {"Audio": "SendReceive", "Video": "None", "Content": "None"}
-
-
-def meeting_response(call_id: str) -> dict[str, Any]:
-    return {
-        "Meeting": {
-            "MeetingId": MEETING,
-            "ExternalMeetingId": call_id,
-            "MediaRegion": "us-east-1",
-            "MediaPlacement": {
-                "AudioHostUrl": "abc.k.m1.ue1.app.chime.aws:3478",
-                "SignalingUrl": "wss://signal.m1.ue1.app.chime.aws/control/x",
-                "TurnControlUrl": "https://ccp.cp.ue1.app.chime.aws/v2/turn_sessions",
-            },
-        },
-        "Attendees": [
-            {
-                "ExternalUserId": f"caller-{call_id}",
-                "AttendeeId": "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
-                "JoinToken": CALLER_TOKEN,
-                "Capabilities": AUDIO_ONLY,
-            },
-            AGENT_ATTENDEE,
-        ],
-        "Errors": [],
-    }
 
 
 def token(agent_id: str = "anna", hours: float = 1) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from botocore.stub import ANY, Stubber
 from builders import RouterFactory, agent, state_of
+from meetings import AGENT_ATTENDEE, CALLER_TOKEN, MEETING, meeting_response
 from rapport.models import AgentEndpoint, AttemptOutcome, EndpointKind, Outcome
 from rapport.numbers import caller_key
 from rapport.settings import DEVELOPMENT_PEPPER
@@ -23,8 +24,6 @@ from rapport_local.sma_driver import SimulatedCall, actions_of, bridge_target
 
 CALLER = "+12025550107"
 BUCKET = "rapport-hold-audio"
-MEETING = "9f1c2b3a-4d5e-4f60-8a7b-1c2d3e4f5a6b"
-TOKEN = "dGhlIGNhbGxlciBhdHRlbmRlZSdzIGpvaW4gdG9rZW4"
 
 
 @pytest.fixture
@@ -76,10 +75,10 @@ def test_accepting_joins_the_caller_into_the_meeting_and_hang_up_ends_it(
 ) -> None:
     call, _ = offered(router)
     answer = call.call_update(
-        {"rp_offer": "accept", "rp_agent": "anna", "JoinToken": TOKEN, "MeetingId": MEETING}
+        {"rp_offer": "accept", "rp_agent": "anna", "JoinToken": CALLER_TOKEN, "MeetingId": MEETING}
     )
     (join,) = actions_of(answer, "JoinChimeMeeting")
-    assert join == {"JoinToken": TOKEN, "MeetingId": MEETING, "CallId": call.leg_a["CallId"]}
+    assert join == {"JoinToken": CALLER_TOKEN, "MeetingId": MEETING, "CallId": call.leg_a["CallId"]}
     assert call.attributes["rp_meet"] == MEETING
     assert call.meeting_joined(join)["Actions"] == []
     anna = store.agent("anna")
@@ -98,7 +97,7 @@ def test_the_agent_leaving_hangs_up_the_caller_whether_or_not_the_meeting_is_sti
 ) -> None:
     call, _ = offered(router)
     joined = call.call_update(
-        {"rp_offer": "accept", "rp_agent": "anna", "JoinToken": TOKEN, "MeetingId": MEETING}
+        {"rp_offer": "accept", "rp_agent": "anna", "JoinToken": CALLER_TOKEN, "MeetingId": MEETING}
     )
     call.meeting_joined(actions_of(joined, "JoinChimeMeeting")[0])
     with Stubber(meetings(router)) as chime:
@@ -129,7 +128,7 @@ def test_a_declined_unanswered_or_failed_offer_goes_to_the_next_candidate_who_ma
         response = call.audio_played(hold)
     else:
         joined = call.call_update(
-            {"rp_offer": "accept", "rp_agent": "anna", "JoinToken": TOKEN, "MeetingId": MEETING}
+            {"rp_offer": "accept", "rp_agent": "anna", "JoinToken": CALLER_TOKEN, "MeetingId": MEETING}
         )
         response = call.meeting_join_failed(actions_of(joined, "JoinChimeMeeting")[0])
     assert bridge_target(response) == "desk-01"  # no bridge existed yet, so a bridge is possible now
@@ -145,7 +144,7 @@ def test_an_answer_for_an_agent_not_offered_the_call_changes_nothing(router: Loc
     call, _ = offered(router)
     before = dict(call.attributes)
     for arguments in (
-        {"rp_offer": "accept", "rp_agent": "desk-01", "JoinToken": TOKEN, "MeetingId": MEETING},
+        {"rp_offer": "accept", "rp_agent": "desk-01", "JoinToken": CALLER_TOKEN, "MeetingId": MEETING},
         {"rp_offer": "accept", "rp_agent": "anna"},  # nothing to join with
         {"reason": "agent-available"},
     ):
@@ -165,37 +164,6 @@ def test_without_a_hold_audio_bucket_browser_agents_are_not_offered_calls(
 
 
 # -- the agent's answer, through the agents API ---------------------------------------------------------
-
-AGENT_ATTENDEE = {
-    "ExternalUserId": "agent-anna",
-    "AttendeeId": "6a7b8c9d-0e1f-4a2b-8c3d-4e5f6a7b8c9d",
-    "JoinToken": "YWdlbnQgYW5uYSdzIGpvaW4gdG9rZW4",
-    "Capabilities": {"Audio": "SendReceive", "Video": "None", "Content": "None"},
-}
-MEETING_RESPONSE = {
-    "Meeting": {
-        "MeetingId": MEETING,
-        "ExternalMeetingId": "the-call-id",
-        "MediaRegion": "us-east-1",
-        "MediaPlacement": {
-            "AudioHostUrl": "abc.k.m1.ue1.app.chime.aws:3478",
-            "AudioFallbackUrl": "wss://haxrp.m1.ue1.app.chime.aws:443/calls/x",
-            "SignalingUrl": "wss://signal.m1.ue1.app.chime.aws/control/x",
-            "TurnControlUrl": "https://ccp.cp.ue1.app.chime.aws/v2/turn_sessions",
-            "EventIngestionUrl": "https://data.svc.ue1.ingest.chime.aws/v1/client-events",
-        },
-    },
-    "Attendees": [
-        {
-            "ExternalUserId": "caller-the-call-id",
-            "AttendeeId": "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
-            "JoinToken": TOKEN,
-            "Capabilities": {"Audio": "SendReceive", "Video": "None", "Content": "None"},
-        },
-        AGENT_ATTENDEE,
-    ],
-    "Errors": [],
-}
 
 
 @pytest.fixture
@@ -240,11 +208,11 @@ def test_the_page_sees_the_offer_accepts_it_and_the_sma_joins_the_caller(
     assert offer["reasons"] and CALLER[2:] not in json.dumps(offer)  # reasons, never the number
     meetings, voice = clients(agents_api)
     # What the SMA is asked to do: join the caller, as the caller attendee, into the meeting just made.
-    told = {"rp_offer": "accept", "rp_agent": "anna", "JoinToken": TOKEN, "MeetingId": MEETING}
+    told = {"rp_offer": "accept", "rp_agent": "anna", "JoinToken": CALLER_TOKEN, "MeetingId": MEETING}
     with Stubber(meetings) as chime, Stubber(voice) as sma:
         chime.add_response(
             "create_meeting_with_attendees",
-            MEETING_RESPONSE,
+            meeting_response(call.transaction_id),
             {
                 "ClientRequestToken": call.transaction_id,
                 "MediaRegion": ANY,
@@ -263,7 +231,7 @@ def test_the_page_sees_the_offer_accepts_it_and_the_sma_joins_the_caller(
     assert accepted["meeting"]["MeetingId"] == MEETING and accepted["attendee"] == AGENT_ATTENDEE
     # The SMA sends what the update asked for; the router joins the caller into the meeting.
     (join,) = actions_of(call.call_update(told), "JoinChimeMeeting")
-    assert (join["JoinToken"], join["MeetingId"]) == (TOKEN, MEETING)
+    assert (join["JoinToken"], join["MeetingId"]) == (CALLER_TOKEN, MEETING)
     # One answer counts: the offer is gone.
     api(agents_api, "POST", f"/agents/anna/offers/{call.transaction_id}/accept", status=404)
     assert api(agents_api, "GET", "/agents/anna/offers")["offers"] == []

@@ -33,6 +33,7 @@ from rapport.agents import Conflict, NotFound
 from rapport.models import EndpointKind, Offer, Presence
 from rapport.offers import OfferDesk
 from rapport.page_tokens import issue
+from rapport.signals import problems
 from rapport.store import ConditionFailed
 from rapport.store.agents import AgentStore
 from rapport.store.layout import to_item
@@ -214,10 +215,7 @@ class AgentPages:
         try:
             message = PageMessage.model_validate_json(body or "{}")
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()
-            )
-            return {"type": "error", "error": f"not a page message ({problems})"}
+            return {"type": "error", "error": f"not a page message ({'; '.join(problems(error))})"}
         call_id = message.call_id
         try:
             if message.action == "ping":
