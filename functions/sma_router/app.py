@@ -19,7 +19,7 @@ import boto3
 from aws_lambda_powertools import Logger
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from call_state import from_attributes, to_attributes
+from call_state import Seal, check, from_attributes, seal, state_key, to_attributes
 from rapport import SERVICE_NAME
 from rapport.budget import BudgetSpent, Deadline, enforced
 from rapport.call import CallState, InboundCall, Route, RouteKind, Stage
@@ -95,6 +95,37 @@ MEETINGS_CONFIG = Config(connect_timeout=0.5, read_timeout=1.0, retries={"total_
 @cache
 def services() -> Services:
     return Services()
+
+
+def _state_key(fetch: bool = True) -> bytes | None:
+    """The key call state is sealed with, or None while the pepper cannot be had. `fetch=False` for the
+    answers that must not wait on Secrets Manager (the budget is spent, or the handler failed)."""
+    try:
+        pepper = services().flow.pepper(fetch)
+    except BudgetSpent:
+        raise
+    except Exception:  # noqa: BLE001 - no settings, no pepper: the state goes unsealed, without a caller
+        return None
+    return _derived_key(pepper) if pepper else None
+
+
+@cache
+def _derived_key(pepper: str) -> bytes:
+    return state_key(pepper)
+
+
+def _sma_id(event: SmaEvent) -> str:
+    return event.call_details.sip_media_application_id or ""
+
+
+def _attributes(event: SmaEvent, state: CallState, fetch: bool = True) -> dict[str, str]:
+    """The state as TransactionAttributes, sealed for this call. Without the key, nothing that could write
+    under a caller's key is kept (unsealed state may not carry it)."""
+    key = _state_key(fetch)
+    if key is None and (state.caller_key or state.link_days):
+        record = state.record.model_copy(update={"caller_key": None, "link": None}) if state.record else None
+        state = state.model_copy(update={"caller_key": None, "link_days": 0, "record": record})
+    return seal(to_attributes(state), key, event.call_details.transaction_id, _sma_id(event))
 
 
 def now() -> float:
@@ -202,7 +233,12 @@ def _routed(route: Route, settings: Settings, event: SmaEvent) -> list[Action]:
 
 
 def _answer(
-    route: Route, settings: Settings, event: SmaEvent, metrics: CallMetrics, before: CallState | None
+    route: Route,
+    settings: Settings,
+    event: SmaEvent,
+    metrics: CallMetrics,
+    before: CallState | None,
+    fetch: bool = True,
 ) -> dict[str, Any]:
     """The response for `route`; `before` is the call's state until now (None for a new call)."""
     metrics.route(route, before)
@@ -223,12 +259,41 @@ def _answer(
             "store_requests": [str(request) for request in requests_so_far()],
         },
     )
-    return response(_actions_for(route, settings, event), to_attributes(route.state))
+    return response(_actions_for(route, settings, event), _attributes(event, route.state, fetch))
 
 
-def _state(event: SmaEvent) -> CallState | None:
-    """The state our last response stored for this call, if it can be read."""
-    return from_attributes(event.call_details.transaction_attributes, event.call_details.transaction_id)
+def _state(event: SmaEvent, metrics: CallMetrics | None = None, fetch: bool = True) -> CallState | None:
+    """The state our last response stored for this call, if it can be read and is ours: sealed with this
+    deployment's key for this call, naming the caller whose number the event shows. Forged state is not
+    used (logged and counted when `metrics` is given). Sealed state read while the pepper cannot be had
+    is used without its caller key: the agent is still freed, nothing is written under the key."""
+    details = event.call_details
+    attributes = details.transaction_attributes
+    verdict = check(attributes, _state_key(fetch), details.transaction_id, _sma_id(event))
+    if verdict is Seal.FORGED:
+        _rejected(metrics, "not sealed for this call")
+        return None
+    state = from_attributes(attributes, details.transaction_id)
+    if state is None or not state.caller_key:
+        return state
+    if verdict is Seal.UNVERIFIABLE:
+        if metrics is not None:
+            metrics.count(Metric.UNVERIFIED_STATE)
+            logger.warning("call state not verifiable now: its caller key is not used")
+        record = state.record.model_copy(update={"caller_key": None, "link": None}) if state.record else None
+        return state.model_copy(update={"caller_key": None, "link_days": 0, "record": record})
+    caller = event.caller_number
+    if caller is not None and fetch and services().flow.caller_key_for(caller.e164) != state.caller_key:
+        _rejected(metrics, "caller key is not the caller's")
+        return None
+    return state
+
+
+def _rejected(metrics: CallMetrics | None, why: str) -> None:
+    if metrics is not None:
+        metrics.count(Metric.FORGED_STATE)
+        logger.warning("call state rejected: not used", extra={"why": why})
+    return None
 
 
 def _other_legs(event: SmaEvent) -> list[Action]:
@@ -289,7 +354,7 @@ def on_new_inbound_call(event: SmaEvent, deadline: Deadline, metrics: CallMetric
 def on_action_failed(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
     svc = services()
     action = event.action_data
-    stored = _state(event)
+    stored = _state(event, metrics)
     state = stored or CallState(stage=Stage.DONE)
     error = (action.error_type if action else None) or "unknown error"
     log = logger.info if error == "CallNotAnswered" else logger.warning
@@ -302,7 +367,7 @@ def on_action_failed(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) 
     if action is None or action.type not in ("CallAndBridge", "JoinChimeMeeting"):
         # A failed Speak or Hangup: nothing sensible is left to play; end the call cleanly.
         done = state.model_copy(update={"stage": Stage.DONE})
-        return response([Hangup(ParticipantTag="LEG-A")], to_attributes(done))
+        return response([Hangup(ParticipantTag="LEG-A")], _attributes(event, done))
     route = svc.flow.no_answer(state, event.call_details.transaction_id, error, now(), deadline)
     if state.stage is Stage.AGENT:
         metrics.count(Metric.FAILOVERS)
@@ -325,7 +390,7 @@ def _after_question(
 def on_action_successful(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
     action = event.action_data
     if action is not None and action.type == "SpeakAndGetDigits":
-        asked = _state(event)
+        asked = _state(event, metrics)
         if asked is None or asked.stage is not Stage.ASKING:
             return EMPTY
         return _after_question(event, asked, action.received_digits, deadline, metrics)
@@ -333,19 +398,19 @@ def on_action_successful(event: SmaEvent, deadline: Deadline, metrics: CallMetri
         return _offer_timed_out(event, deadline, metrics)
     if action is None or action.type not in ("CallAndBridge", "JoinChimeMeeting"):
         return EMPTY
-    before = _state(event) or CallState()
+    before = _state(event, metrics) or CallState()
     state = services().flow.connected(before, event.call_details.transaction_id, now(), deadline)
     if before.stage in (Stage.AGENT, Stage.FALLBACK):
         metrics.count(Metric.CONNECTED)
     if before.ringing is not None:
         metrics.count(Metric.AGENT_ON_CALL)
-    return response([], to_attributes(state))
+    return response([], _attributes(event, state))
 
 
 def _offer_timed_out(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
     """The hold audio played through: the browser agent offered the call did not accept in time. On to
     the next candidate (a bridge is still possible: nothing is bridged yet), else the fallback."""
-    state = _state(event)
+    state = _state(event, metrics)
     if state is None or state.stage is not Stage.AGENT or state.ringing is None:
         return EMPTY
     svc = services()
@@ -361,7 +426,7 @@ def on_call_update_requested(event: SmaEvent, deadline: Deadline, metrics: CallM
     an agent this call is not offered to any more (late, or repeated) changes nothing."""
     action = event.action_data
     arguments = action.parameters.get("Arguments") if action is not None else None
-    state = _state(event)
+    state = _state(event, metrics)
     if not isinstance(arguments, dict) or state is None or state.stage is not Stage.AGENT:
         return EMPTY
     offered = state.ringing
@@ -379,7 +444,7 @@ def on_call_update_requested(event: SmaEvent, deadline: Deadline, metrics: CallM
         logger.warning("call update without what a join needs: ignored")
         return EMPTY
     join = JoinChimeMeeting(JoinToken=token, MeetingId=meeting, CallId=leg.call_id)
-    return response([join], to_attributes(state.model_copy(update={"meeting_id": meeting})))
+    return response([join], _attributes(event, state.model_copy(update={"meeting_id": meeting})))
 
 
 def _end_meeting(meeting_id: str) -> None:
@@ -396,14 +461,14 @@ def _end_meeting(meeting_id: str) -> None:
 
 def on_hangup(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
     """Chime does not hang up the other leg: do it, free the agent and store the decision record."""
-    state = _state(event) or CallState()
+    state = _state(event, metrics) or CallState()
     if state.meeting_id:
         _end_meeting(state.meeting_id)
     if state.holding is not None:
         metrics.count(Metric.AGENT_WRAP_UP if state.stage is Stage.CONNECTED else Metric.AGENT_FREED)
     if state.stage is not Stage.DONE:
         state = services().flow.ended(state, event.call_details.transaction_id, now(), deadline)
-    return response(_other_legs(event), to_attributes(state))
+    return response(_other_legs(event), _attributes(event, state))
 
 
 def on_invalid_lambda_response(event: SmaEvent, deadline: Deadline, metrics: CallMetrics) -> dict[str, Any]:
@@ -417,14 +482,14 @@ def on_invalid_lambda_response(event: SmaEvent, deadline: Deadline, metrics: Cal
         },
     )
     svc = services()
-    state = _state(event)
+    state = _state(event, metrics)
     if state is None:
         route = svc.flow.fallback(CallState(stage=Stage.AGENT), Note(code=NoteCode.REJECTED))
         return _answer(route, svc.settings, event, metrics, None)
     if state.stage in (Stage.MESSAGE, Stage.DONE):
         # Even the closing message was refused: do not loop, just end the call.
         done = state.model_copy(update={"stage": Stage.DONE})
-        return response([Hangup(ParticipantTag="LEG-A")], to_attributes(done))
+        return response([Hangup(ParticipantTag="LEG-A")], _attributes(event, done))
     svc.flow.release(state, event.call_details.transaction_id, now(), deadline)
     route = svc.flow.fallback(
         state.model_copy(update={"stage": Stage.FALLBACK}), Note(code=NoteCode.REJECTED)
@@ -471,10 +536,11 @@ def emergency_response(event: SmaEvent) -> dict[str, Any]:
     """Answer when the normal path failed: a short message and hang-up where the caller is waiting, the
     other leg hung up where one leg left."""
     if event.event_type == "HANGUP":
-        return response(_other_legs(event), to_attributes(CallState(stage=Stage.DONE)))
+        return response(_other_legs(event), _attributes(event, CallState(stage=Stage.DONE), fetch=False))
     if not waits_for_route(event):
         return EMPTY
-    return response(_closing(event, EMERGENCY_MESSAGE), to_attributes(CallState(stage=Stage.DONE)))
+    done = _attributes(event, CallState(stage=Stage.DONE), fetch=False)
+    return response(_closing(event, EMERGENCY_MESSAGE), done)
 
 
 def budget_spent(event: SmaEvent, metrics: CallMetrics, seconds: float) -> dict[str, Any]:
@@ -485,13 +551,13 @@ def budget_spent(event: SmaEvent, metrics: CallMetrics, seconds: float) -> dict[
     if not waits_for_route(event):
         return emergency_response(event)
     svc = services()
-    before = _state(event)
+    before = _state(event, metrics, fetch=False)
     stage = Stage.AGENT if before is None or before.stage is Stage.ASKING else before.stage
     state = (before or CallState()).model_copy(update={"stage": stage})
     if state.stage in (Stage.MESSAGE, Stage.DONE):
         return emergency_response(event)
     route = svc.flow.fallback(state, Note(code=NoteCode.BUDGET_SPENT, detail=f"{seconds:.2f} s"))
-    return _answer(route, svc.settings, event, metrics, before)
+    return _answer(route, svc.settings, event, metrics, before, fetch=False)
 
 
 def lambda_handler(raw_event: Any, context: Any) -> dict[str, Any]:
@@ -541,7 +607,7 @@ def _dispatch(event: SmaEvent, problems: list[str], context: Any, metrics: CallM
         metrics.count(Metric.HANDLER_ERRORS)
         fallback = emergency_response(event)
         if waits_for_route(event):
-            metrics.fallback(_state(event))
+            metrics.fallback(_state(event, fetch=False))
         return fallback
     if answer is None:
         # The budget ran out (perhaps just as the handler finished: its answer is used when it has one).

@@ -85,6 +85,12 @@ class CallFlow:
     def _hold_seconds(self) -> int:
         return self._settings.ring_timeout_seconds + RING_HOLD_MARGIN_SECONDS
 
+    def pepper(self, fetch: bool = True) -> str | None:
+        """The caller-key pepper (None while it cannot be had); `fetch=False`: only if already here."""
+        if self._pepper is None:
+            return None
+        return self._pepper.get() if fetch else self._pepper.cached()
+
     def caller_key_for(self, number: str | None) -> str | None:
         pepper = self._pepper.get() if self._pepper is not None and number is not None else None
         return caller_key(number, pepper) if number is not None and pepper is not None else None
@@ -382,13 +388,14 @@ class CallFlow:
             )
         record = state.record
         link = None
-        if state.link_days > 0 and state.caller_key:
+        link_days = self._link_days(state)
+        if link_days > 0 and state.caller_key:
             link = LastAgent(
                 agent_id=ringing.agent_id,
                 pool=ringing.pool,
                 call_id=call_id,
                 at=now,
-                expires_at=min(now + state.link_days * DAY, record.expires_at),
+                expires_at=min(now + link_days * DAY, record.expires_at),
             )
         attempts = [*record.attempts[:-1], ringing.model_copy(update={"outcome": AttemptOutcome.CONNECTED})]
         record = record.model_copy(
@@ -401,6 +408,21 @@ class CallFlow:
             }
         )
         return state.model_copy(update={"stage": Stage.CONNECTED, "record": record})
+
+    def _link_days(self, state: CallState) -> int:
+        """The days the call's state asks to keep the last-agent link, never more than the policy allows
+        for the jurisdiction its record names, and never past the record's own retention."""
+        record = state.record
+        if record is None:
+            return 0
+        _, rules = self._rules.for_jurisdiction(record.privacy.jurisdiction)
+        decision_days = (record.expires_at - record.decided_at) / DAY
+        days = min(state.link_days, rules.retention_days.last_agent, max(0, round(decision_days)))
+        if days < state.link_days:
+            logger.warning(
+                "last-agent link shortened to policy", extra={"asked_days": state.link_days, "days": days}
+            )
+        return days
 
     def release(self, state: CallState, call_id: str, now: float, deadline: Deadline) -> None:
         """Free the agent this call holds: into wrap-up if they talked, at once if their phone rang."""

@@ -69,6 +69,11 @@ class PepperSource:
             return cls(lambda: key)
         return cls(secrets_manager_fetch(settings.page_token_secret_arn))
 
+    def cached(self) -> str | None:
+        """The pepper if this container has it already; never fetches (for answers that must not wait)."""
+        with self._lock:
+            return self._value
+
     def get(self) -> str | None:
         """The pepper, or None while it cannot be had (the call then goes without profile data)."""
         now = self._clock()

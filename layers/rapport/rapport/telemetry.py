@@ -90,6 +90,15 @@ class Metric(StrEnum):
     AGENT_REQUESTS = "AgentRequests"
     """Roster requests carried out (add, change, remove, status, reads)."""
     AGENT_REQUESTS_REFUSED = "AgentRequestsRefused"
+    FORGED_STATE = "ForgedState"
+    """Call state (TransactionAttributes) that is not this deployment's state of the call: not used."""
+    UNVERIFIED_STATE = "UnverifiedState"
+    """Signed call state read while the pepper could not be had: used without its caller key."""
+    RATE_LIMITED = "RateLimited"
+    """New calls from a number over its rate limit: the message, and no agent rung."""
+    ENDPOINT_REFUSED = "EndpointRefused"
+    """An agent's endpoint that failed validation at bridge time (not E.164, a country not allowed, not a
+    SIP user): not rung."""
 
 
 ROUTED_BY_MODE = {
