@@ -134,6 +134,10 @@ def test_sip_rule_exists_only_with_a_phone_number_and_its_function_only_manages_
 
     function = resources["SipRuleFunction"]
     assert function["Properties"]["CodeUri"] == "functions/sip_rule/"
+    # The function touches only the rule its environment names; the rule must be that one.
+    environment = function["Properties"]["Environment"]["Variables"]
+    assert environment["RAPPORT_SIP_MEDIA_APPLICATION_ID"] == rule["Properties"]["SipMediaApplicationId"]
+    assert environment["RAPPORT_SIP_RULE_NAME"] == rule["Properties"]["Name"]
     actions = {action for statement in policy_statements(function) for action in actions_of(statement)}
     assert actions == {
         "chime:CreateSipRule",
