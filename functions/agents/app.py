@@ -52,7 +52,7 @@ from rapport.agents import (
 )
 from rapport.http import json_response
 from rapport.log_privacy import RedactingFormatter
-from rapport.models import AgentId
+from rapport.models import AgentEndpoint, AgentId
 from rapport.offers import Acceptance, Declined, OfferDesk, OfferList, OfferStore, chime_client
 from rapport.pages import PageLink, page_link
 from rapport.secrets import PepperSource
@@ -106,6 +106,7 @@ def now() -> float:
 
 @app.post("/agents", summary="Add an agent", responses={201: {"description": "The agent, as added"}})
 def add_agent(agent: Annotated[NewAgent, Body(embed=False)]) -> Response[AgentView]:
+    _check_endpoint(agent.endpoint)
     return _answer(201, services().admin.add(agent))
 
 
@@ -126,6 +127,7 @@ def get_agent(agent_id: AgentPath) -> Response[AgentView]:
 def update_agent(
     agent_id: AgentPath, change: Annotated[AgentChange, Body(embed=False)]
 ) -> Response[AgentView]:
+    _check_endpoint(change.endpoint)
     return _answer(200, services().admin.update(agent_id, change))
 
 
@@ -239,6 +241,25 @@ def openapi_document() -> str:
 # -- errors ---------------------------------------------------------------------------------------------
 
 
+class EndpointRefused(ValueError):
+    """A PSTN number outside the countries calls may go to: the router would never ring it."""
+
+
+def _check_endpoint(endpoint: AgentEndpoint | None) -> None:
+    settings = services().settings
+    if endpoint is not None and not settings.allows(endpoint):
+        codes = ", ".join(f"+{code}" for code in sorted(settings.allowed_calling_codes)) or "none"
+        raise EndpointRefused(
+            f"endpoint.address: a PSTN number in a country calls may not go to (allowed country codes:"
+            f" {codes}; the PstnCountryCodes parameter sets them)"
+        )
+
+
+def endpoint_refused(error: EndpointRefused) -> Response[str]:
+    _count(Metric.AGENT_REQUESTS_REFUSED)
+    return json_response(400, {"error": "the request is not valid", "problems": [str(error)]})
+
+
 def bad_request(error: RequestValidationError) -> Response[str]:
     problems = []
     for detail in error.errors():
@@ -270,6 +291,7 @@ def unavailable(error: StoreError) -> Response[str]:
 
 # Powertools' decorator is untyped: the handlers are registered by calling it.
 app.exception_handler(RequestValidationError)(bad_request)
+app.exception_handler(EndpointRefused)(endpoint_refused)
 app.exception_handler(NotFound)(not_found)
 app.exception_handler(NotFoundError)(no_route)
 app.exception_handler(Conflict)(conflict)

@@ -216,6 +216,10 @@ def _hold(settings: Settings, event: SmaEvent) -> list[Action]:
 
 def _routed(route: Route, settings: Settings, event: SmaEvent) -> list[Action]:
     if route.kind is RouteKind.AGENT and route.endpoint is not None:
+        if not settings.allows(route.endpoint):
+            # Never reached (routing passes such agents over); the last check before a number is dialled.
+            logger.error("endpoint refused at bridge time", extra={"agent_id": route.state.agent_id})
+            return _closing(event, settings.fallback_message)
         if route.endpoint.kind is EndpointKind.BROWSER:
             return _hold(settings, event)
         if route.endpoint.kind is EndpointKind.PSTN:
@@ -248,6 +252,10 @@ def _answer(
         metrics.count(Metric.AGENT_FREED)  # the agent rung before did not answer
     if route.set_away:
         metrics.count(Metric.AGENT_SET_AWAY)
+    if route.refused or (
+        route.kind is RouteKind.AGENT and route.endpoint is not None and not settings.allows(route.endpoint)
+    ):
+        metrics.count(Metric.ENDPOINT_REFUSED, max(1, route.refused))
     logger.info(
         "routed",
         extra={

@@ -22,7 +22,7 @@ ROUTER_CODE = Path(__file__).resolve().parents[2] / "functions" / "sma_router"
 
 def main(paths: list[str]) -> int:
     sys.path.insert(0, str(ROUTER_CODE))
-    from call_state import SIGNATURE, seal, state_key  # noqa: PLC0415 - the router's own code
+    from call_state import SIGNATURE, seal, state_key
 
     key = state_key(DEVELOPMENT_PEPPER)
     for name in paths:

@@ -58,6 +58,9 @@ def request(
     return event
 
 
+VOICE_CONNECTOR = "arn:aws:chime:us-east-1:123456789012:vc/abcdefghijklmnopqrstu1"
+
+
 def ask(
     agents: LocalFunction,
     method: str,
@@ -325,7 +328,8 @@ def test_the_commands_change_the_roster_and_what_simulate_routes(
         json.dumps(
             {
                 "parameters": {
-                    "AgentVoiceConnectorArn": "arn:aws:chime:us-east-1:123456789012:vc/abcdefghijklmnopqrstu1"
+                    "AgentVoiceConnectorArn": VOICE_CONNECTOR,
+                    "PstnCountryCodes": "49",  # phone-1's German number may be rung
                 },
                 "callers": [
                     {"number": MARK_US, "interests": [{"product": "smart-tv-q9", "score": 0.9}]},

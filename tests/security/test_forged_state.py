@@ -116,9 +116,7 @@ def test_state_replayed_from_another_call_is_not_used(
     before = items_under(store, VICTIM)
     second = call(router, VICTIM)
     bridge = bridge_of(second.new_inbound())
-    second.attributes = {**first.attributes, "rp_stage": "agent"} | {
-        SIGNATURE: first.attributes[SIGNATURE]
-    }
+    second.attributes = {**first.attributes, "rp_stage": "agent"} | {SIGNATURE: first.attributes[SIGNATURE]}
     with metrics() as sink:
         second.bridge_answered(bridge)
     assert count(sink, "ForgedState") == 1
@@ -130,7 +128,9 @@ def test_events_from_a_foreign_sip_media_application_cannot_use_a_calls_state(
 ) -> None:
     placed = call(router, VICTIM)
     bridge = bridge_of(placed.new_inbound())
-    event = placed.event("HANGUP", [placed.leg_a], {"Type": "Hangup", "Parameters": {"ParticipantTag": "LEG-A"}})
+    event = placed.event(
+        "HANGUP", [placed.leg_a], {"Type": "Hangup", "Parameters": {"ParticipantTag": "LEG-A"}}
+    )
     event["CallDetails"]["SipMediaApplicationId"] = "a-foreign-sma"
     with metrics() as sink:
         placed.send(event)

@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SMA_ARN = "arn:${AWS::Partition}:chime:${AWS::Region}:${AWS::AccountId}:sma/${SipMediaApplication.SipMediaApplicationId}"
+SMA_ARN = (
+    "arn:${AWS::Partition}:chime:${AWS::Region}:${AWS::AccountId}"
+    ":sma/${SipMediaApplication.SipMediaApplicationId}"
+)
 
 
 @pytest.fixture(scope="module")

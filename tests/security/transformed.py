@@ -15,7 +15,8 @@ class NoManagedPolicies:
         return {}
 
 
-template = yaml_parse(open(sys.argv[1], encoding="utf-8").read())
+with open(sys.argv[1], encoding="utf-8") as source:
+    template = yaml_parse(source.read())
 for resource in template["Resources"].values():
     properties = resource.get("Properties", {})
     for uri in ("CodeUri", "ContentUri"):

@@ -168,7 +168,7 @@ def test_alarms_read_the_metrics_the_router_publishes_under_its_dimensions(
     # The router's stack dimension comes from RAPPORT_STACK_NAME: the alarms must name the same stack.
     assert environment["RAPPORT_STACK_NAME"] == {"Ref": "AWS::StackName"}
     alarms = {name: r for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
-    assert set(alarms) == {"FallbackRateAlarm", "RouterErrorsAlarm"}
+    assert set(alarms) == {"FallbackRateAlarm", "RouterErrorsAlarm", "AbuseAlarm"}
     published = {metric.value for metric in Metric}
     for name, alarm in alarms.items():
         for query in alarm_metrics(alarm).values():
@@ -210,6 +210,16 @@ def test_errors_alarm_covers_lambda_errors_throttles_handler_errors_and_rejected
     (errors,) = [q for q in resources["RouterErrorsAlarm"]["Properties"]["Metrics"] if q.get("ReturnData")]
     assert all(f"FILL({metric_id}, 0)" in errors["Expression"] for metric_id in inputs)
     assert resources["RouterErrorsAlarm"]["Properties"]["Threshold"] == 1
+
+
+def test_abuse_alarm_adds_forged_state_rate_limited_calls_and_refused_endpoints(
+    resources: dict[str, Any],
+) -> None:
+    inputs = alarm_metrics(resources["AbuseAlarm"])
+    assert {query["name"] for query in inputs.values()} == {"ForgedState", "RateLimited", "EndpointRefused"}
+    (abuse,) = [q for q in resources["AbuseAlarm"]["Properties"]["Metrics"] if q.get("ReturnData")]
+    assert all(f"FILL({metric_id}, 0)" in abuse["Expression"] for metric_id in inputs)
+    assert resources["AbuseAlarm"]["Properties"]["Threshold"] == {"Ref": "AbuseAlarmThreshold"}
 
 
 def test_router_tracing_follows_the_parameter_and_the_layer_has_no_tracing_sdk(
@@ -254,7 +264,7 @@ def test_dashboard_is_valid_json_and_shows_only_metrics_the_router_publishes(
 def test_alarms_notify_the_topic_only_when_one_is_given(resources: dict[str, Any]) -> None:
     conditions = load_template(TEMPLATE)["Conditions"]
     assert conditions["HasAlarmTopic"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
-    for name in ("FallbackRateAlarm", "RouterErrorsAlarm"):
+    for name in ("FallbackRateAlarm", "RouterErrorsAlarm", "AbuseAlarm"):
         properties = resources[name]["Properties"]
         for actions in ("AlarmActions", "OKActions"):
             assert properties[actions] == {

@@ -196,6 +196,7 @@ class CallFlow:
         state = state.model_copy(update={"record": record.model_copy(update={"attempts": attempts})})
         tag = call_tag(call_id)
         hold = now + self._hold_seconds
+        refused = 0
         for candidate in state.pending():
             shared = candidate.pool == missed.pool
             let_go = LetGo(missed.seat_key, missed=True) if shared else None
@@ -206,6 +207,14 @@ class CallFlow:
             if taken is None:
                 continue
             line, endpoint, in_a_row = taken
+            if not self._settings.allows(endpoint):
+                # Held before their pool was read, and they ring where rapport may not call: let go.
+                logger.error(
+                    "endpoint refused", extra={"agent_id": candidate.agent_id, "kind": endpoint.kind}
+                )
+                refused += 1
+                self._let_go_refused(candidate, line, tag, now, deadline)
+                continue
             if shared:
                 self._views.remember_change(
                     missed.pool, missed.seat_key, lambda seat: seat.let_go(now, missed=True)
@@ -223,11 +232,24 @@ class CallFlow:
                 endpoint=endpoint,
                 reason=f"`{missed.agent_id}` did not answer",
                 set_away=self._away_if_missing(missed, in_a_row, now, deadline),
+                refused=refused,
             )
             return self._offered(route, call_id, now, deadline)
         in_a_row = self._release_missed(missed, tag, now, deadline)
         route = self.fallback(state, Note(code=NoteCode.NO_CANDIDATE_ANSWERED, detail=error))
-        return dataclasses.replace(route, set_away=self._away_if_missing(missed, in_a_row, now, deadline))
+        away = self._away_if_missing(missed, in_a_row, now, deadline)
+        return dataclasses.replace(route, set_away=away, refused=refused)
+
+    def _let_go_refused(
+        self, candidate: Candidate, line: int, tag: str, now: float, deadline: Deadline
+    ) -> None:
+        key = line_key(candidate.agent_id, line)
+        try:
+            self._store.release(candidate.pool, key, tag, now, False, deadline)
+        except StoreError as error:  # the hold lapses by itself
+            logger.warning("refused agent not let go", extra={"error": str(error)})
+            return
+        self._views.remember_change(candidate.pool, key, lambda seat: seat.let_go(now, False))
 
     def _offered(self, route: Route, call_id: str, now: float, deadline: Deadline) -> Route:
         """When `route` holds a browser agent: offer them the call (their page shows it), while the caller
@@ -411,18 +433,16 @@ class CallFlow:
 
     def _link_days(self, state: CallState) -> int:
         """The days the call's state asks to keep the last-agent link, never more than the policy allows
-        for the jurisdiction its record names, and never past the record's own retention."""
-        record = state.record
-        if record is None:
+        for the jurisdiction its record names (the link never outlives the record either: see above)."""
+        if state.record is None:
             return 0
-        _, rules = self._rules.for_jurisdiction(record.privacy.jurisdiction)
-        decision_days = (record.expires_at - record.decided_at) / DAY
-        days = min(state.link_days, rules.retention_days.last_agent, max(0, round(decision_days)))
-        if days < state.link_days:
+        _, rules = self._rules.for_jurisdiction(state.record.privacy.jurisdiction)
+        allowed = rules.retention_days.last_agent
+        if state.link_days > allowed:
             logger.warning(
-                "last-agent link shortened to policy", extra={"asked_days": state.link_days, "days": days}
+                "last-agent link shortened to policy", extra={"asked_days": state.link_days, "days": allowed}
             )
-        return days
+        return min(state.link_days, allowed)
 
     def release(self, state: CallState, call_id: str, now: float, deadline: Deadline) -> None:
         """Free the agent this call holds: into wrap-up if they talked, at once if their phone rang."""

@@ -410,6 +410,8 @@ class NewCall:
             return False  # Amazon Connect rings its own agents; a SIP media application cannot
         if kind is EndpointKind.BROWSER:
             return bool(self.settings.hold_audio_bucket)  # the caller waits on hold while the page is asked
+        if kind is EndpointKind.PSTN:
+            return self.settings.allows(endpoint)  # only numbers in the allowed countries
         return kind is not EndpointKind.VOICE_CONNECTOR or bool(self.settings.voice_connector_arn)
 
     def _free(self, agent: PooledAgent) -> bool:

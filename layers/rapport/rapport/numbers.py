@@ -58,6 +58,15 @@ def jurisdiction(e164: str | None) -> str | None:
     return number.region if number else None
 
 
+def calling_code(value: str | None) -> int | None:
+    """The country calling code of a dialable number (49 for +4930…), or None when it is not one."""
+    try:
+        number = phonenumbers.parse(value or "", None)
+    except phonenumbers.NumberParseException:
+        return None
+    return number.country_code if phonenumbers.is_possible_number(number) else None
+
+
 def caller_key(e164: str, pepper: str) -> str:
     """HMAC-SHA256 of the E.164 number: the only form in which a caller's number is stored or logged."""
     return hmac.new(pepper.encode(), e164.encode(), hashlib.sha256).hexdigest()

@@ -8,6 +8,7 @@ and nothing else (hang-ups, failovers) ever waits on Secrets Manager.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -65,6 +66,12 @@ class PepperSource:
     def page_tokens(cls, settings: Settings) -> PepperSource:
         """The key page tokens are signed with (`rapport.page_tokens`), cached the same way."""
         if not settings.page_token_secret_arn:
+            if os.environ.get("AWS_EXECUTION_ENV"):
+                # Anyone could sign page tokens with the public development key: refuse to start.
+                raise ValueError(
+                    "RAPPORT_PAGE_TOKEN_SECRET_ARN is not set: refusing to start in AWS with the development"
+                    " page-token key (the template sets it to the stack's PageTokenSecret)"
+                )
             key = settings.page_token_key
             return cls(lambda: key)
         return cls(secrets_manager_fetch(settings.page_token_secret_arn))

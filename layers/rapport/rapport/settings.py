@@ -7,8 +7,8 @@ import os
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rapport.models import DialledLine
-from rapport.numbers import is_e164
+from rapport.models import AgentEndpoint, DialledLine, EndpointKind
+from rapport.numbers import calling_code, is_e164
 
 # Used only where no secret is configured (local development and tests); never in AWS.
 DEVELOPMENT_PEPPER = "rapport-local-development-pepper"
@@ -29,6 +29,12 @@ class Settings(BaseSettings):
         "Sorry, all of our agents are busy right now. Please call again a little later. Goodbye."
     )
     caller_id_number: str = ""
+    phone_number: str = ""
+    """The number the stack's SIP rule routes (PhoneNumber), if the stack has one."""
+    pstn_country_codes: str = Field(default="", pattern=r"^$|^\+?[1-9][0-9]{0,2}( *, *\+?[1-9][0-9]{0,2})*$")
+    """The country calling codes agents' PSTN numbers may have (`49,43,1`); empty: those of the stack's
+    own numbers (PhoneNumber, CallerIdNumber, FallbackRoute, dialled lines). A PSTN endpoint elsewhere is
+    never rung, so a changed roster cannot send calls to premium-rate or far-away numbers."""
     hold_audio_bucket: str = Field(default="", pattern=r"^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     """The stack's bucket of hold audio, played to a caller while a browser agent is offered the call;
     empty: browser agents are not offered calls."""
@@ -92,7 +98,22 @@ class Settings(BaseSettings):
         """The product line of the first of these numbers that is one (None when none is)."""
         return next((line for number in dialled if number and (line := self.dialled_lines.get(number))), None)
 
-    @field_validator("fallback_route", "caller_id_number")
+    @property
+    def allowed_calling_codes(self) -> frozenset[int]:
+        """The calling codes agents' PSTN numbers may have (empty: no PSTN agent may be rung)."""
+        if self.pstn_country_codes:
+            return frozenset(int(code.strip().lstrip("+")) for code in self.pstn_country_codes.split(","))
+        own = [self.phone_number, self.caller_id_number, self.fallback_route, *self.dialled_lines]
+        return frozenset(code for number in own if (code := calling_code(number)) is not None)
+
+    def allows(self, endpoint: AgentEndpoint) -> bool:
+        """Whether rapport may ring this endpoint: a PSTN number only in an allowed country (the other
+        kinds' addresses are checked by their model: a SIP user part, a page name, a Connect user id)."""
+        if endpoint.kind is not EndpointKind.PSTN:
+            return True
+        return calling_code(endpoint.address) in self.allowed_calling_codes
+
+    @field_validator("fallback_route", "caller_id_number", "phone_number")
     @classmethod
     def _e164_or_empty(cls, value: str) -> str:
         value = value.strip()
