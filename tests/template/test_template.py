@@ -18,7 +18,7 @@ import pytest
 from cfnlint.api import lint_file
 from rapport import SERVICE_NAME
 from rapport.telemetry import Metric
-from rapport_local.template import load_template
+from rapport_local.template import load_template, resources_of_type
 
 pytestmark = pytest.mark.template
 
@@ -30,11 +30,43 @@ ROUTER_TABLE_ACTIONS = {
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
 }
+KEY_CONDITION = "HasCustomerManagedKey"
+KEY_ARN = {"Fn::GetAtt": ["CustomerManagedKey", "Arn"]}
+_LEFT_OUT = object()
+
+
+def with_encryption_key(template: dict[str, Any], customer_managed: bool) -> dict[str, Any]:
+    """The template as CloudFormation deploys it with EncryptionKey=customer-managed, or with the default:
+    the key's condition decided, and what it leaves out (AWS::NoValue, the key's own resources) gone.
+    Every other condition stays as written."""
+
+    def decide(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"Fn::If"} and node["Fn::If"][0] == KEY_CONDITION:
+                _, when_on, when_off = node["Fn::If"]
+                chosen = when_on if customer_managed else when_off
+                return _LEFT_OUT if chosen == {"Ref": "AWS::NoValue"} else decide(chosen)
+            entries = {key: decide(value) for key, value in node.items()}
+            return {key: value for key, value in entries.items() if value is not _LEFT_OUT}
+        if isinstance(node, list):
+            return [item for item in map(decide, node) if item is not _LEFT_OUT]
+        return node
+
+    decided: dict[str, Any] = decide(template)
+    for section in ("Resources", "Outputs"):
+        decided[section] = {
+            name: entry
+            for name, entry in decided[section].items()
+            if customer_managed or entry.get("Condition") != KEY_CONDITION
+        }
+    return decided
 
 
 @pytest.fixture(scope="module")
 def resources() -> dict[str, Any]:
-    resources: dict[str, Any] = load_template(TEMPLATE)["Resources"]
+    """The template's resources as its defaults deploy them (each service's own encryption key)."""
+    template = with_encryption_key(load_template(TEMPLATE), customer_managed=False)
+    resources: dict[str, Any] = template["Resources"]
     return resources
 
 
@@ -683,3 +715,115 @@ def test_a_closed_page_is_checked_after_the_grace_period_and_page_links_run_out(
     assert template["Parameters"]["RingTimeoutSeconds"]["Default"] == 20
     grace_events = template["Resources"]["AgentPageGraceFunction"]["Properties"]["Events"]["Closed"]
     assert grace_events["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+# -- encryption at rest (README, "Encryption at rest") --------------------------------------------------
+
+
+def test_by_default_each_service_keeps_its_own_key_and_no_role_may_use_ours() -> None:
+    template = load_template(TEMPLATE)
+    parameter = template["Parameters"]["EncryptionKey"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("aws", ["aws", "customer-managed"])
+    assert template["Conditions"][KEY_CONDITION] == {
+        "Fn::Equals": [{"Ref": "EncryptionKey"}, "customer-managed"]
+    }
+    default = with_encryption_key(template, customer_managed=False)
+    assert not [name for name, r in default["Resources"].items() if r["Type"].startswith("AWS::KMS::")]
+    assert "CustomerManagedKey" not in json.dumps([default["Resources"], default["Outputs"]])
+    for name, function in resources_of_type(default, "AWS::Serverless::Function").items():
+        statements = policy_statements(function)
+        assert not [a for s in statements for a in actions_of(s) if a.startswith("kms:")], name
+    assert default["Resources"]["Table"]["Properties"]["SSESpecification"] == {"SSEEnabled": True}
+    for name, queue in resources_of_type(default, "AWS::SQS::Queue").items():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True, name
+
+
+def test_with_the_customer_managed_key_the_table_secrets_queues_and_logs_are_encrypted_with_it() -> None:
+    keyed = with_encryption_key(load_template(TEMPLATE), customer_managed=True)
+    resources = keyed["Resources"]
+    key = resources["CustomerManagedKey"]
+    assert key["Type"] == "AWS::KMS::Key" and key["Properties"]["EnableKeyRotation"] is True
+    # The table and the pepper outlive the stack; the key they cannot be read without must too.
+    assert (key["DeletionPolicy"], key["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert resources["CustomerManagedKeyAlias"]["Properties"]["TargetKeyId"] == {"Ref": "CustomerManagedKey"}
+    assert keyed["Outputs"]["CustomerManagedKeyArn"]["Value"] == KEY_ARN
+
+    assert resources["Table"]["Properties"]["SSESpecification"] == {
+        "SSEEnabled": True,
+        "SSEType": "KMS",
+        "KMSMasterKeyId": KEY_ARN,
+    }
+    secrets = resources_of_type(keyed, "AWS::SecretsManager::Secret")
+    assert {"CallerKeySecret", "PageTokenSecret"} <= set(secrets)
+    assert all(secret["Properties"]["KmsKeyId"] == KEY_ARN for secret in secrets.values())
+    queues = resources_of_type(keyed, "AWS::SQS::Queue")
+    assert "SignalsDeadLetterQueue" in queues and "AgentPageGraceQueue" in queues
+    for name, queue in queues.items():
+        assert queue["Properties"]["KmsMasterKeyId"] == KEY_ARN, name
+        assert queue["Properties"]["SqsManagedSseEnabled"] is False, name  # one kind of SSE at a time
+    log_groups = resources_of_type(keyed, "AWS::Logs::LogGroup")
+    assert all(group["Properties"]["KmsKeyId"] == KEY_ARN for group in log_groups.values())
+    # Chime's voice service reads the hold clip with the bucket policy alone: it stays on SSE-S3.
+    bucket = resources["HoldAudioBucket"]["Properties"]
+    (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+
+
+def test_the_key_lets_in_the_account_and_cloudwatch_logs_for_this_stacks_log_groups_only() -> None:
+    keyed = with_encryption_key(load_template(TEMPLATE), customer_managed=True)
+    statements = keyed["Resources"]["CustomerManagedKey"]["Properties"]["KeyPolicy"]["Statement"]
+    assert len(statements) == 2
+    (account,) = [s for s in statements if "AWS" in s["Principal"]]
+    assert account["Principal"]["AWS"] == {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+    (logs,) = [s for s in statements if "Service" in s["Principal"]]
+    assert logs["Principal"]["Service"] == {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}
+    scope = logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]["Fn::Sub"]
+    assert scope.endswith(":log-group:/rapport/${AWS::StackName}/*")
+    for name, group in resources_of_type(keyed, "AWS::Logs::LogGroup").items():
+        assert group["Properties"]["LogGroupName"]["Fn::Sub"].startswith("/rapport/${AWS::StackName}/"), name
+
+
+def key_needs(function: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """The KMS actions a function's role needs with the customer-managed key, and the services that call
+    KMS for it (kms:ViaService), from what the function touches: the table and its stream (the table key),
+    a secret, a queue it is fed by, a queue it or Lambda's on-failure destination sends to (new data keys)."""
+    touched = {action for s in policy_statements(function) for action in actions_of(s)}
+    sources = {event["Type"] for event in function["Properties"].get("Events", {}).values()}
+    destination = function["Properties"].get("EventInvokeConfig", {}).get("DestinationConfig", {})
+    sends = "sqs:SendMessage" in touched or destination.get("OnFailure", {}).get("Type") == "SQS"
+    services = set()
+    if "DynamoDB" in sources or any(action.startswith("dynamodb:") for action in touched):
+        services.add("dynamodb")
+    if "secretsmanager:GetSecretValue" in touched:
+        services.add("secretsmanager")
+    if "SQS" in sources or sends:
+        services.add("sqs")
+    if not services:
+        return set(), set()
+    return ({"kms:Decrypt", "kms:GenerateDataKey"} if sends else {"kms:Decrypt"}), services
+
+
+def test_each_role_may_use_the_key_for_what_it_touches_and_only_through_that_service() -> None:
+    template, functions = load_template(TEMPLATE), "AWS::Serverless::Function"
+    default = resources_of_type(with_encryption_key(template, customer_managed=False), functions)
+    keyed = resources_of_type(with_encryption_key(template, customer_managed=True), functions)
+    needs = {name: key_needs(function) for name, function in default.items()}
+    # Spot checks that the derivation sees what the functions do.
+    assert needs["SmaRouterFunction"] == ({"kms:Decrypt"}, {"dynamodb", "secretsmanager"})
+    assert needs["AgentPagePushFunction"] == ({"kms:Decrypt"}, {"dynamodb"})
+    assert needs["AgentsFunction"] == (
+        {"kms:Decrypt", "kms:GenerateDataKey"},
+        {"dynamodb", "secretsmanager", "sqs"},
+    )
+    assert needs["HoldAudioFunction"] == needs["SipRuleFunction"] == (set(), set())
+    for name, function in keyed.items():
+        actions, services = needs[name]
+        granted = [s for s in policy_statements(function) if any(a.startswith("kms:") for a in actions_of(s))]
+        if not actions:
+            assert granted == [], name
+            continue
+        (statement,) = granted
+        assert (statement["Effect"], statement["Resource"]) == ("Allow", KEY_ARN), name
+        assert set(actions_of(statement)) == actions, name
+        via = {value["Fn::Sub"] for value in statement["Condition"]["StringEquals"]["kms:ViaService"]}
+        assert via == {f"{service}.${{AWS::Region}}.amazonaws.com" for service in services}, name
