@@ -118,7 +118,7 @@ def test_sip_media_application_invokes_the_router_alias(resources: dict[str, Any
     assert sma["AwsRegion"] == {"Ref": "AWS::Region"}
 
 
-def test_only_chime_voice_in_this_account_may_invoke_the_router(resources: dict[str, Any]) -> None:
+def test_only_this_stacks_sip_media_application_may_invoke_the_router(resources: dict[str, Any]) -> None:
     permission = resources["SmaInvokePermission"]
     assert permission["Type"] == "AWS::Lambda::Permission"
     assert permission["Properties"] == {
@@ -126,6 +126,10 @@ def test_only_chime_voice_in_this_account_may_invoke_the_router(resources: dict[
         "FunctionName": {"Ref": "SmaRouterFunction.Alias"},
         "Principal": "voiceconnector.chime.amazonaws.com",
         "SourceAccount": {"Ref": "AWS::AccountId"},
+        "SourceArn": {
+            "Fn::Sub": "arn:${AWS::Partition}:chime:${AWS::Region}:${AWS::AccountId}"
+            ":sma/${SipMediaApplication.SipMediaApplicationId}"
+        },
     }
 
 
