@@ -248,11 +248,11 @@ def test_errors_alarm_covers_lambda_errors_throttles_handler_errors_and_rejected
     assert resources["RouterErrorsAlarm"]["Properties"]["Threshold"] == 1
 
 
-def test_abuse_alarm_adds_forged_state_rate_limited_calls_and_refused_endpoints(
+def test_abuse_alarm_adds_forged_state_and_refused_endpoints(
     resources: dict[str, Any],
 ) -> None:
     inputs = alarm_metrics(resources["AbuseAlarm"])
-    assert {query["name"] for query in inputs.values()} == {"ForgedState", "RateLimited", "EndpointRefused"}
+    assert {query["name"] for query in inputs.values()} == {"ForgedState", "EndpointRefused"}
     (abuse,) = [q for q in resources["AbuseAlarm"]["Properties"]["Metrics"] if q.get("ReturnData")]
     assert all(f"FILL({metric_id}, 0)" in abuse["Expression"] for metric_id in inputs)
     assert resources["AbuseAlarm"]["Properties"]["Threshold"] == {"Ref": "AbuseAlarmThreshold"}
