@@ -252,6 +252,8 @@ def _answer(
         metrics.count(Metric.AGENT_FREED)  # the agent rung before did not answer
     if route.set_away:
         metrics.count(Metric.AGENT_SET_AWAY)
+    if route.rate_limited:
+        metrics.count(Metric.RATE_LIMITED)
     if route.refused or (
         route.kind is RouteKind.AGENT and route.endpoint is not None and not settings.allows(route.endpoint)
     ):

@@ -173,8 +173,9 @@ def test_an_unreachable_table_shows_as_fallbacks_not_errors(make_router: RouterF
     with published() as sink:
         for _ in range(2):
             assert actions_of(checked_call(router).new_inbound(), "Speak")
-    # Each call tried two reads (the caller, the pool directory): both failed, and are counted as such.
-    assert counts(sink) == {"NewCalls": 2, "Fallbacks": 2, "StoreErrors": 4}
+    # Each call tried two reads (the caller, the pool directory) and its rate-limit count: all three
+    # failed, and are counted as such.
+    assert counts(sink) == {"NewCalls": 2, "Fallbacks": 2, "StoreErrors": 6}
 
 
 def test_an_exception_is_a_handler_error_and_the_caller_still_hears_a_message(
@@ -266,8 +267,15 @@ def test_each_dynamodb_request_is_timed_in_the_routed_line_and_the_metrics(
         lena = checked_call(router)
         lena.new_inbound()
     logged = routed_line(log_lines, lena)["store_requests"]
-    # A fresh container: the directory and the caller together, then a pool, then the reservation.
-    assert sorted(entry.split()[0] for entry in logged) == ["GetItem", "Query", "Query", "UpdateItem"]
+    # A fresh container: the directory, the caller and their rate-limit count together, then a pool,
+    # then the reservation.
+    assert sorted(entry.split()[0] for entry in logged) == [
+        "GetItem",
+        "Query",
+        "Query",
+        "UpdateItem",
+        "UpdateItem",
+    ]
     assert all(re.fullmatch(r"\w+ \d+\.\d ms", entry) for entry in logged)
     latencies = sink.totals.durations_ms["StoreLatency"]
     # The same requests, the same times: the log line shows them to 0.1 ms, the metric to 0.001 ms (so a
@@ -286,7 +294,7 @@ def test_a_slow_link_shows_in_every_requests_latency(
         with published() as sink:
             assert actions_of(checked_call(router).new_inbound(), "CallAndBridge")
     latencies = sink.totals.durations_ms["StoreLatency"]
-    assert len(latencies) == 4
+    assert len(latencies) == 5  # directory, caller, rate-limit count, pool, reservation
     assert min(latencies) >= 120
 
 

@@ -236,7 +236,7 @@ def test_a_new_call_costs_the_same_requests_whatever_the_roster_size(
         lambda **kw: make_router(**kw, table=other), DynamoStore(store.client, other), 2_000
     )
     # A fresh container reads the directory and a pool first; then a new caller costs the caller's
-    # context read and one conditional write, sent together.
-    assert small[0] == "GetItem Query Query UpdateItem"
-    assert small[1:] == ["Query UpdateItem", "Query UpdateItem"]
+    # context read with their rate-limit count, and one conditional write.
+    assert small[0] == "GetItem Query Query UpdateItem UpdateItem"
+    assert small[1:] == ["Query UpdateItem UpdateItem", "Query UpdateItem UpdateItem"]
     assert big == small

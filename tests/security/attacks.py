@@ -43,8 +43,9 @@ def count(sink: MetricSink, name: str) -> int:
     return int(sink.totals.counts.get(name, 0))
 
 
-def items_under(store: DynamoStore, number: str) -> list[dict[str, Any]]:
-    """Every item in the caller's partition (their profile, interests, records and links)."""
+def items_under(store: DynamoStore, number: str, counts: bool = False) -> list[dict[str, Any]]:
+    """The items in the caller's partition: their profile, interests, records and links (and, with
+    `counts`, their calls counted for the rate limit, which each of their own calls adds to)."""
     answer = store.client.query(
         TableName=store.table_name,
         KeyConditionExpression="pk = :pk",
@@ -52,4 +53,4 @@ def items_under(store: DynamoStore, number: str) -> list[dict[str, Any]]:
         ConsistentRead=True,
     )
     items: list[dict[str, Any]] = answer["Items"]
-    return items
+    return [item for item in items if counts or not item["sk"]["S"].startswith("RATE#")]

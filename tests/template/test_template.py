@@ -29,6 +29,7 @@ ROUTER_TABLE_ACTIONS = {
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
 }
 KEY_CONDITION = "HasCustomerManagedKey"
 KEY_ARN = {"Fn::GetAtt": ["CustomerManagedKey", "Arn"]}
@@ -133,13 +134,15 @@ def test_only_this_stacks_sip_media_application_may_invoke_the_router(resources:
     }
 
 
-def test_router_reads_and_writes_the_table_but_never_scans_or_deletes(resources: dict[str, Any]) -> None:
+def test_router_reads_and_writes_the_table_but_never_scans_and_deletes_only_offers(
+    resources: dict[str, Any],
+) -> None:
     statements = policy_statements(resources["SmaRouterFunction"])
     actions = {action for statement in statements for action in actions_of(statement)}
-
+    (deletes,) = [s for s in statements if "dynamodb:DeleteItem" in actions_of(s)]
+    assert deletes["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["OFFER#*"]}}
     assert not actions & {
         "dynamodb:Scan",
-        "dynamodb:DeleteItem",
         "dynamodb:BatchWriteItem",
         "dynamodb:TransactWriteItems",
         "dynamodb:ConditionCheckItem",
@@ -248,11 +251,11 @@ def test_errors_alarm_covers_lambda_errors_throttles_handler_errors_and_rejected
     assert resources["RouterErrorsAlarm"]["Properties"]["Threshold"] == 1
 
 
-def test_abuse_alarm_adds_forged_state_and_refused_endpoints(
+def test_abuse_alarm_adds_forged_state_rate_limited_calls_and_refused_endpoints(
     resources: dict[str, Any],
 ) -> None:
     inputs = alarm_metrics(resources["AbuseAlarm"])
-    assert {query["name"] for query in inputs.values()} == {"ForgedState", "EndpointRefused"}
+    assert {query["name"] for query in inputs.values()} == {"ForgedState", "RateLimited", "EndpointRefused"}
     (abuse,) = [q for q in resources["AbuseAlarm"]["Properties"]["Metrics"] if q.get("ReturnData")]
     assert all(f"FILL({metric_id}, 0)" in abuse["Expression"] for metric_id in inputs)
     assert resources["AbuseAlarm"]["Properties"]["Threshold"] == {"Ref": "AbuseAlarmThreshold"}
@@ -559,7 +562,7 @@ def test_the_agent_event_consumer_exists_only_with_a_stream_and_reports_partial_
     assert source["Properties"]["Stream"] == {"Ref": "ConnectAgentEventStreamArn"}
     assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     actions = {action for statement in policy_statements(function) for action in actions_of(statement)}
-    assert actions == {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"}
+    assert actions == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
 
 
 def test_only_this_stacks_sma_may_read_the_hold_audio(resources: dict[str, Any]) -> None:

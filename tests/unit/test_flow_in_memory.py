@@ -95,8 +95,9 @@ def test_a_new_caller_is_routed_in_two_round_trips_by_a_warm_container(store: Me
     warm(routing, store)
     route = routing.start(new_call("+12025550111"), NOW, deadline())
     assert route.kind is RouteKind.AGENT and route.state.mode is RoutingMode.ANY_AVAILABLE
-    # The caller's context, then the reservation of the longest-idle agent the container knows free.
-    assert store.rounds == [["Query"], ["UpdateItem"]]
+    # The caller's context and their rate-limit count, then the reservation of the longest-idle agent
+    # the container knows free.
+    assert store.rounds == [["Query", "UpdateItem"], ["UpdateItem"]]
     assert held_by(store, "call-1") == [route.state.agent_id]
 
 
@@ -104,7 +105,7 @@ def test_a_fresh_container_reads_the_directory_and_a_pool_first(store: MemorySto
     routing = flow(store)
     routing.start(new_call(US), NOW, deadline())
     # The directory and the caller's context together, then the pool, then the reservation.
-    assert store.rounds == [["Query", "GetItem"], ["Query"], ["UpdateItem"]]
+    assert store.rounds == [["Query", "UpdateItem", "GetItem"], ["Query"], ["UpdateItem"]]
 
 
 def test_a_container_whose_directory_is_old_rereads_it_without_an_extra_round_trip(
@@ -116,7 +117,7 @@ def test_a_container_whose_directory_is_old_rereads_it_without_an_extra_round_tr
     route = routing.start(new_call("+12025550111"), later, Deadline(1.5))
     assert route.kind is RouteKind.AGENT
     # The old directory still says which pool to read: it is read with the new directory and the context.
-    assert store.rounds == [["Query", "GetItem", "Query"], ["UpdateItem"]]
+    assert store.rounds == [["Query", "UpdateItem", "GetItem", "Query"], ["UpdateItem"]]
 
 
 def test_a_caller_with_no_number_needs_no_context_read(store: MemoryStore) -> None:
@@ -156,7 +157,7 @@ def test_a_returning_caller_is_reserved_their_agent_while_the_pools_of_their_int
     assert route.state.agent_id == link.agent_id and route.state.mode is RoutingMode.KNOWN_AGENT
     # Round 2: the known agent's reservation and, for the failover candidates, a read of the pool of
     # the caller's interest, together.
-    assert store.rounds == [["Query"], ["UpdateItem", "Query"]]
+    assert store.rounds == [["Query", "UpdateItem"], ["UpdateItem", "Query"]]
     record = route.state.record
     assert record is not None
     assert [(c.mode, c.pool) for c in record.candidates[1:3]] == [(RoutingMode.INTEREST, other_pool)] * 2
@@ -171,7 +172,7 @@ def test_a_returning_caller_whose_agent_is_in_a_pool_the_container_does_not_know
     route = routing.start(new_call(US), NOW, deadline())
     assert route.state.agent_id == link.agent_id and route.state.mode is RoutingMode.KNOWN_AGENT
     # The agent's pool (their interest's too) is read with the reservation, to learn where they ring.
-    assert store.rounds == [["Query"], ["UpdateItem", "Query"]]
+    assert store.rounds == [["Query", "UpdateItem"], ["UpdateItem", "Query"]]
     assert route.endpoint is not None and route.endpoint.address == link.agent_id
     assert held_by(store, "call-1") == [link.agent_id]
 
@@ -187,7 +188,7 @@ def test_when_the_known_agent_is_taken_elsewhere_the_best_interest_match_gets_th
     assert route.state.mode is RoutingMode.INTEREST and route.state.ringing is not None
     assert route.state.ringing.pool == other_pool
     # The race lost in round 2 brought the interest's pool; round 3 reserves the best match there.
-    assert store.rounds == [["Query"], ["UpdateItem", "Query"], ["UpdateItem"]]
+    assert store.rounds == [["Query", "UpdateItem"], ["UpdateItem", "Query"], ["UpdateItem"]]
     assert held_by(store, "call-1") == [route.state.agent_id]
 
 

@@ -124,6 +124,8 @@ class Route:
     """After the caller was asked: whether they agreed (the matching words are said first)."""
     set_away: str | None = None
     """An agent this step set away for not answering too many calls in a row."""
+    rate_limited: bool = False
+    """The caller is over the rate limit: they hear the closing message, nobody is rung."""
     refused: int = 0
     """Candidates passed over because their endpoint may not be rung (a PSTN number in a country not
     allowed): counted, never rung."""

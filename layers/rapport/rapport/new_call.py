@@ -164,16 +164,41 @@ class NewCall:
     asked: Note | None = None
     """What the caller answered in this call, when asked."""
     channel: Channel = Channel.SMA
+    calls_in_window: int | None = None
+    """This caller's new calls in the current rate-limit window, this one included (None: not counted)."""
 
     def __post_init__(self) -> None:
         self.tag = call_tag(self.call.call_id)
 
     def route(self) -> Route:
         self.look()
+        if self.calls_in_window is not None:
+            limited = self.over_rate_limit(self.calls_in_window)
+            if limited is not None:
+                return limited
         question = self.ask_first()
         if question is not None:
             return question
         return self.reserve(self.decide())
+
+    # -- limit ------------------------------------------------------------------------------------------
+
+    def over_rate_limit(self, calls: int) -> Route | None:
+        """The closing message for a caller over the rate limit: no agent rings, no fallback number is
+        dialled, and no decision record is kept (a flood of calls writes nothing but its count)."""
+        limit = self.rules.rate_limit
+        if limit is None or calls <= limit.calls:
+            return None
+        logger.warning(
+            "rate limit reached", extra={"calls": calls, "limit": limit.calls, "minutes": limit.minutes}
+        )
+        return Route(
+            RouteKind.MESSAGE,
+            CallState(stage=Stage.MESSAGE),
+            message=self.settings.fallback_message,
+            reason=f"rate limit: {calls} calls in {limit.minutes} min (limit {limit.calls})",
+            rate_limited=True,
+        )
 
     # -- ask --------------------------------------------------------------------------------------------
 
@@ -236,6 +261,13 @@ class NewCall:
             cap = self.rules.for_jurisdiction(self.call.region)[1].interest_cap
             records = max(RECENT_RECORDS, cap.times)
             requests.append(lambda: self.store.caller_context(key, self.now, self.deadline, records))
+        limit = self.rules.rate_limit
+        counting = self.key is not None and limit is not None and self.channel is Channel.SMA
+        if counting and self.asked is None:  # a call routed after the question was counted already
+            key, window = str(self.key), limit.window_seconds if limit else 0
+            requests.append(lambda: self.store.count_call(key, window, self.now, self.deadline))
+        else:
+            counting = False
         if directory is None:
             requests.append(lambda: self.store.directory(self.deadline))
         requests += [self._read(pool_id) for pool_id in stale]
@@ -249,6 +281,12 @@ class NewCall:
                 logger.warning("caller context unavailable", extra={"error": str(context)})
                 self.notes.append(Note(code=NoteCode.PROFILE_UNAVAILABLE, detail=str(context)))
                 readable = False
+        if counting:
+            counted = results.pop(0)
+            if isinstance(counted, int):
+                self.calls_in_window = counted
+            else:  # not counted: the call is routed (a limit must not turn a table hiccup into silence)
+                logger.warning("call not counted for the rate limit", extra={"error": str(counted)})
         if directory is None:
             directory = self._directory_from(results.pop(0))
         self._keep(stale, results)

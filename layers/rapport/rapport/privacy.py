@@ -70,6 +70,20 @@ class RuleSet(BaseModel):
     language: Language = "en"
 
 
+class RateLimit(BaseModel):
+    """New calls one caller key may make: at most `calls` in each window of `minutes` (fixed windows, so
+    up to twice that across a window's edge). Over it, the call hears the closing message; no agent rings."""
+
+    model_config = ConfigDict(frozen=True)
+
+    calls: int = Field(default=6, ge=1, le=1000)
+    minutes: int = Field(default=10, ge=1, le=1440)
+
+    @property
+    def window_seconds(self) -> int:
+        return self.minutes * 60
+
+
 class Prompt(BaseModel):
     """The in-call question, in one language, and the answers spoken after it (Amazon Polly voice)."""
 
@@ -89,6 +103,8 @@ class Rules(BaseModel):
     default: RuleSet
     jurisdictions: dict[str, RuleSet]
     consent_prompt: dict[Language, Prompt]
+    rate_limit: RateLimit | None = RateLimit()
+    """New calls per caller key (`null`: no limit). The same for every jurisdiction: it protects agents."""
 
     def for_jurisdiction(self, region: str | None) -> tuple[str, RuleSet]:
         if region is not None and region in self.jurisdictions:

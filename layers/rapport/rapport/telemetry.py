@@ -94,6 +94,8 @@ class Metric(StrEnum):
     """Call state (TransactionAttributes) that is not this deployment's state of the call: not used."""
     UNVERIFIED_STATE = "UnverifiedState"
     """Signed call state read while the pepper could not be had: used without its caller key."""
+    RATE_LIMITED = "RateLimited"
+    """New calls from a number over its rate limit: the closing message, and no agent rung."""
     ENDPOINT_REFUSED = "EndpointRefused"
     """An agent's endpoint that failed validation at bridge time (not E.164, a country not allowed, not a
     SIP user): not rung."""

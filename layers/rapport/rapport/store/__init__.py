@@ -107,6 +107,11 @@ class Store(Protocol):
         Raises `ConditionFailed` if the call no longer holds them."""
         ...
 
+    def count_call(self, caller_key: str, window_seconds: int, now: float, deadline: Deadline) -> int:
+        """Count one more new call of this caller in the current rate-limit window; the count so far,
+        this call included."""
+        ...
+
     def put_record(self, record: DecisionRecord, deadline: Deadline) -> None:
         """Store a call's decision record (with the last-agent link it leaves, if any)."""
         ...

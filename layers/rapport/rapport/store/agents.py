@@ -26,7 +26,9 @@ from rapport.store.dynamodb import DynamoStore
 from rapport.store.layout import (
     AVAIL_SK,
     DIRECTORY_KEY,
+    MEMBERS,
     ROSTER_SK,
+    SEATS,
     agent_key,
     connect_user_key,
     decode_members,
@@ -237,11 +239,11 @@ class AgentStore(DynamoStore):
         if agent.endpoint.kind is EndpointKind.CONNECT:
             actions.append(self._connect_user_put(agent))
         if pool.version is None:
-            for sk, values, extra in (
-                (AVAIL_SK, lines, {}),
-                (ROSTER_SK, {agent.agent_id: member}, {"v": {"N": "1"}}),
+            for sk, field, values, extra in (
+                (AVAIL_SK, SEATS, lines, {}),
+                (ROSTER_SK, MEMBERS, {agent.agent_id: member}, {"v": {"N": "1"}}),
             ):
-                item = {"pk": {"S": pool_pk(pool_id)}, "sk": {"S": sk}, "agents": {"M": values}}
+                item = {"pk": {"S": pool_pk(pool_id)}, "sk": {"S": sk}, field: {"M": values}}
                 actions.append(
                     {
                         "Put": {
@@ -259,7 +261,7 @@ class AgentStore(DynamoStore):
                     pool_id,
                     agent.agent_id,
                     f"SET {sets}",
-                    "attribute_not_exists(agents.#a)",
+                    "attribute_not_exists(seats.#a)",
                     values,
                     names,
                 )
@@ -280,7 +282,7 @@ class AgentStore(DynamoStore):
         holds it stays with that call to its end (its hang-up finds the line gone and frees nothing)."""
         lines = lines_of(pool.view.seats, agent.agent_id)
         have = len(lines)
-        sets = ["agents.#a.w = :wrap"]
+        sets = ["seats.#a.w = :wrap"]
         values: dict[str, Any] = {":wrap": {"N": str(agent.wrap_up_seconds)}}
         names: dict[str, str] = {}
         added = {
@@ -296,12 +298,12 @@ class AgentStore(DynamoStore):
         names.update({f"#r{index}": key for index, key in enumerate(removed)})
         expression = "SET " + ", ".join(sets)
         if removed:
-            expression += " REMOVE " + ", ".join(f"agents.#r{index}" for index in range(len(removed)))
+            expression += " REMOVE " + ", ".join(f"seats.#r{index}" for index in range(len(removed)))
         actions = [
             self._agent_put(agent, "attribute_exists(pk)"),
             self._roster_update(pool, agent.agent_id, encode_member(member_of(agent)), must_exist=True),
             self._seat_update(
-                pool.view.pool_id, agent.agent_id, expression, "attribute_exists(agents.#a)", values, names
+                pool.view.pool_id, agent.agent_id, expression, "attribute_exists(seats.#a)", values, names
             ),
         ]
         if before is not None and before.endpoint != agent.endpoint:
@@ -328,8 +330,8 @@ class AgentStore(DynamoStore):
             self._seat_update(
                 pool.view.pool_id,
                 agent_id,
-                "REMOVE " + ", ".join(["agents.#a", *(f"agents.#r{line}" for line, _ in more)]),
-                "attribute_exists(agents.#a)",
+                "REMOVE " + ", ".join(["seats.#a", *(f"seats.#r{line}" for line, _ in more)]),
+                "attribute_exists(seats.#a)",
                 {},
                 {f"#r{line}": line_key(agent_id, line) for line, _ in more},
             ),
@@ -357,10 +359,10 @@ class AgentStore(DynamoStore):
                 agent.pool,
                 agent.agent_id,
                 # Available again: the count of calls not answered in a row starts afresh.
-                "SET agents.#a.p = :presence, agents.#a.n = :zero"
+                "SET seats.#a.p = :presence, seats.#a.n = :zero"
                 if presence is Presence.ONLINE
-                else "SET agents.#a.p = :presence",
-                "attribute_exists(agents.#a)",
+                else "SET seats.#a.p = :presence",
+                "attribute_exists(seats.#a)",
                 {
                     ":presence": {"S": presence.value},
                     **({":zero": {"N": "0"}} if presence is Presence.ONLINE else {}),
@@ -374,7 +376,7 @@ def _line_sets(lines: Mapping[str, Any]) -> tuple[str, dict[str, str], dict[str,
     """SET actions (and their names and values) that write encoded lines into the availability map."""
     names = {f"#l{index}": key for index, key in enumerate(lines)}
     values = {f":l{index}": value for index, value in enumerate(lines.values())}
-    return ", ".join(f"agents.#l{index} = :l{index}" for index in range(len(lines))), names, values
+    return ", ".join(f"seats.#l{index} = :l{index}" for index in range(len(lines))), names, values
 
 
 class ConnectPresenceStore(AgentStore):
@@ -406,10 +408,10 @@ class ConnectPresenceStore(AgentStore):
                 self._seat_update(
                     agent.pool,
                     agent.agent_id,
-                    "SET agents.#a.p = :presence, agents.#a.n = :zero"
+                    "SET seats.#a.p = :presence, seats.#a.n = :zero"
                     if online
-                    else "SET agents.#a.p = :presence",
-                    "attribute_exists(agents.#a)",
+                    else "SET seats.#a.p = :presence",
+                    "attribute_exists(seats.#a)",
                     {":presence": {"S": presence.value}, **({":zero": {"N": "0"}} if online else {})},
                 ),
             ]

@@ -44,9 +44,11 @@ from rapport.store.layout import (
     DIRECTORY_KEY,
     INTEREST_PREFIX,
     MAX_INTERESTS,
+    MEMBERS,
     PROFILE_SK,
     RECENT_RECORDS,
     ROSTER_SK,
+    SEATS,
     agent_key,
     caller_pk,
     connect_user_key,
@@ -65,6 +67,7 @@ from rapport.store.layout import (
     pool_fits,
     pool_items,
     pool_pk,
+    rate_key,
     to_item,
 )
 from rapport.store.timing import one_round, record
@@ -317,9 +320,9 @@ class DynamoStore:
             ":hold": number(hold_until),
             ":tag": {"S": tag},
         }
-        holds = "agents.#b.s = :ringing, agents.#b.u = :hold, agents.#b.c = :tag"
+        holds = "seats.#b.s = :ringing, seats.#b.u = :hold, seats.#b.c = :tag"
         update = f"SET {holds}"
-        condition = "agents.#o.p = :online AND (agents.#b.u <= :now OR agents.#b.c = :tag)"
+        condition = "seats.#o.p = :online AND (seats.#b.u <= :now OR seats.#b.c = :tag)"
         if let_go is None or let_go.agent_id == agent_id:
             self._try_update(
                 pool_id, deadline, update=update, condition=condition, names=names, values=values
@@ -330,8 +333,8 @@ class DynamoStore:
             answer = self._try_update(
                 pool_id,
                 deadline,
-                update=f"SET {holds}, {frees} REMOVE agents.#a.c",
-                condition=f"{condition} AND agents.#a.c = :tag",
+                update=f"SET {holds}, {frees} REMOVE seats.#a.c",
+                condition=f"{condition} AND seats.#a.c = :tag",
                 names={**names, **_let_go_names(let_go)},
                 values={**values, **freed_values},
                 returns="UPDATED_NEW" if let_go.missed else "NONE",
@@ -354,8 +357,8 @@ class DynamoStore:
             answer = self._update_seats(
                 pool_id,
                 deadline,
-                update=f"SET {frees} REMOVE agents.#a.c",
-                condition="agents.#a.c = :tag",
+                update=f"SET {frees} REMOVE seats.#a.c",
+                condition="seats.#a.c = :tag",
                 names=_let_go_names(agent),
                 values={**freed_values, ":now": number(now), ":tag": {"S": tag}},
                 returns="UPDATED_NEW" if agent.missed else "NONE",
@@ -375,8 +378,8 @@ class DynamoStore:
                     "Update": {
                         "TableName": self.table_name,
                         "Key": {"pk": {"S": pool_pk(pool_id)}, "sk": {"S": AVAIL_SK}},
-                        "UpdateExpression": "SET agents.#a.p = :away",
-                        "ConditionExpression": "agents.#a.p = :online",
+                        "UpdateExpression": "SET seats.#a.p = :away",
+                        "ConditionExpression": "seats.#a.p = :online",
                         "ExpressionAttributeNames": {"#a": agent_id},
                         "ExpressionAttributeValues": {
                             ":away": {"S": Presence.AWAY.value},
@@ -406,8 +409,8 @@ class DynamoStore:
         self._update_seats(
             pool_id,
             deadline,
-            update="SET agents.#b.s = :on_call, agents.#b.u = :until, agents.#o.n = :zero",
-            condition="agents.#b.c = :tag",
+            update="SET seats.#b.s = :on_call, seats.#b.u = :until, seats.#o.n = :zero",
+            condition="seats.#b.c = :tag",
             names={"#b": agent_id, "#o": agent_of(agent_id)},
             values={
                 ":on_call": {"S": AgentState.ON_CALL.value},
@@ -424,22 +427,36 @@ class DynamoStore:
         if talked:
             # Wrap-up is the agent's (their first line holds it), whichever line the call took.
             update = (
-                "SET agents.#b.s = :wrap_up, agents.#b.u = :now + agents.#o.w,"
-                " agents.#b.i = :now + agents.#o.w REMOVE agents.#b.c"
+                "SET seats.#b.s = :wrap_up, seats.#b.u = :now + seats.#o.w,"
+                " seats.#b.i = :now + seats.#o.w REMOVE seats.#b.c"
             )
             values = {":wrap_up": {"S": AgentState.WRAP_UP.value}}
             names["#o"] = agent_of(agent_id)
         else:
-            update = "SET agents.#b.s = :idle, agents.#b.u = :now REMOVE agents.#b.c"
+            update = "SET seats.#b.s = :idle, seats.#b.u = :now REMOVE seats.#b.c"
             values = {":idle": {"S": AgentState.IDLE.value}}
         self._update_seats(
             pool_id,
             deadline,
             update=update,
-            condition="agents.#b.c = :tag",
+            condition="seats.#b.c = :tag",
             names=names,
             values={**values, ":now": number(now), ":tag": {"S": tag}},
         )
+
+    def count_call(self, caller_key: str, window_seconds: int, now: float, deadline: Deadline) -> int:
+        window = int(now // window_seconds)
+        answer = self._call(
+            "update_item",
+            deadline,
+            TableName=self.table_name,
+            Key=to_item(rate_key(caller_key, window)),
+            UpdateExpression="ADD n :one SET expires_at = :end",
+            # Kept one window past its own: TTL deletes within days, and the count is only read live.
+            ExpressionAttributeValues={":one": {"N": "1"}, ":end": number((window + 2) * window_seconds)},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(answer["Attributes"]["n"]["N"])
 
     def put_record(self, record: DecisionRecord, deadline: Deadline) -> None:
         self._call("put_item", deadline, TableName=self.table_name, Item=encode_record(record))
@@ -534,16 +551,16 @@ class DynamoStore:
         agent = agent.model_copy(update={"pool": pool_id})
         avail, roster = pool_items(pool_id, [])
         entries = [
-            (AVAIL_SK, avail, encode_lines(line_seats(agent))),
-            (ROSTER_SK, roster, {agent.agent_id: encode_member(member_of(agent))}),
+            (AVAIL_SK, avail, SEATS, encode_lines(line_seats(agent))),
+            (ROSTER_SK, roster, MEMBERS, {agent.agent_id: encode_member(member_of(agent))}),
         ]
-        for key, item, values in entries:
+        for key, item, field, values in entries:
             self._call(
                 "update_item",
                 None,
                 TableName=self.table_name,
                 Key={"pk": item["pk"], "sk": {"S": key}},
-                UpdateExpression="SET agents = if_not_exists(agents, :empty)",
+                UpdateExpression=f"SET {field} = if_not_exists({field}, :empty)",
                 ExpressionAttributeValues={":empty": {"M": {}}},
             )
             names = {f"#a{index}": name for index, name in enumerate(values)}
@@ -552,7 +569,7 @@ class DynamoStore:
                 None,
                 TableName=self.table_name,
                 Key={"pk": item["pk"], "sk": {"S": key}},
-                UpdateExpression="SET " + ", ".join(f"agents.{name} = :v{name[2:]}" for name in names),
+                UpdateExpression="SET " + ", ".join(f"{field}.{name} = :v{name[2:]}" for name in names),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues={
                     f":v{index}": value for index, value in enumerate(values.values())
@@ -660,7 +677,7 @@ def _missed_in_a_row(answer: Mapping[str, Any], agent: LetGo) -> int | None:
     if not agent.missed:
         return None
     first = agent_of(agent.agent_id)
-    seat = answer.get("Attributes", {}).get("agents", {}).get("M", {}).get(first, {}).get("M", {})
+    seat = answer.get("Attributes", {}).get(SEATS, {}).get("M", {}).get(first, {}).get("M", {})
     count = seat.get("n", {}).get("N")
     return int(count) if count is not None else None
 
@@ -670,6 +687,6 @@ def _letting_go(agent: LetGo) -> tuple[str, dict[str, Any]]:
     besides :now. One who did not answer goes to the back of the queue and is counted."""
     idle = {":idle": {"S": AgentState.IDLE.value}}
     if agent.missed:
-        sets = "agents.#a.s = :idle, agents.#a.u = :now, agents.#a.i = :now, agents.#m.n = agents.#m.n + :one"
+        sets = "seats.#a.s = :idle, seats.#a.u = :now, seats.#a.i = :now, seats.#m.n = seats.#m.n + :one"
         return sets, {**idle, ":one": {"N": "1"}}
-    return "agents.#a.s = :idle, agents.#a.u = :now", idle
+    return "seats.#a.s = :idle, seats.#a.u = :now", idle

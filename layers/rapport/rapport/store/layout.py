@@ -4,8 +4,9 @@
     CALLER#<caller-key> / INTEREST#<product>              score, updated_at, sources, expires_at (TTL)
     CALLER#<caller-key> / DECISION#<ms, 13 digits>#<call> a compact decision record (+ its last-agent link)
     CALLER#<caller-key> / SIGNAL#<hash of the signal id>  a counted signal its interest had to forget
+    CALLER#<caller-key> / RATE#<window number>             new calls in one rate-limit window (TTL)
     CALL#<call-id>      / DECISION                        the record of a call without a usable number
-    POOL#<pool>         / AVAIL                           `agents`: availability of the pool's agents (≤ 1 KB)
+    POOL#<pool>         / AVAIL                           `seats`: availability of the pool's agents (≤ 1 KB)
     POOL#<pool>         / ROSTER                          `agents`: their endpoints, skills and record
     AGENT#<agent-id>    / PROFILE                         the whole agent, with the pool they are in
     DIRECTORY           / POOLS                           every pool, and the pools of each product
@@ -52,6 +53,10 @@ DECISION_PREFIX = "DECISION#"
 SIGNAL_PREFIX = "SIGNAL#"
 AVAIL_SK = "AVAIL"
 ROSTER_SK = "ROSTER"
+SEATS = "seats"
+"""The availability item's map of seats: the one attribute of the pool the router may write."""
+MEMBERS = "agents"
+"""The roster item's map of members (endpoints): written only by the agents function."""
 DIRECTORY_KEY = {"pk": "DIRECTORY", "sk": "POOLS"}
 CATALOG_PK = "CATALOG"
 
@@ -83,6 +88,13 @@ def connect_user_key(user_id: str) -> dict[str, str]:
 
 
 OFFER_PREFIX = "OFFER#"
+RATE_PREFIX = "RATE#"
+
+
+def rate_key(caller_key: str, window: int) -> dict[str, str]:
+    """A caller's count of new calls in one rate-limit window (sorts after PROFILE: the context read
+    never returns it)."""
+    return {"pk": caller_pk(caller_key), "sk": f"{RATE_PREFIX}{window}"}
 
 
 def offer_key(agent_id: str, call_id: str) -> dict[str, str]:
@@ -235,7 +247,7 @@ def decode_seat(value: Mapping[str, Any]) -> Seat:
 
 
 def decode_seats(item: Mapping[str, Any]) -> dict[str, Seat]:
-    seats = {key: decode_seat(value) for key, value in item.get("agents", {"M": {}})["M"].items()}
+    seats = {key: decode_seat(value) for key, value in item.get(SEATS, {"M": {}})["M"].items()}
     for key, seat in seats.items():
         if LINE_MARK in key and (first := seats.get(agent_of(key))) is not None:
             # The agent's presence, no-answers and wrap-up, as their first seat holds them.
@@ -277,7 +289,7 @@ def decode_member(value: Mapping[str, Any]) -> Member:
 
 
 def decode_members(item: Mapping[str, Any]) -> dict[str, Member]:
-    return {agent_id: decode_member(value) for agent_id, value in item.get("agents", {"M": {}})["M"].items()}
+    return {agent_id: decode_member(value) for agent_id, value in item.get(MEMBERS, {"M": {}})["M"].items()}
 
 
 def pool_items(pool_id: str, agents: Sequence[Agent]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -285,14 +297,14 @@ def pool_items(pool_id: str, agents: Sequence[Agent]) -> tuple[dict[str, Any], d
     avail = {
         "pk": {"S": pool_pk(pool_id)},
         "sk": {"S": AVAIL_SK},
-        "agents": {
+        SEATS: {
             "M": {key: value for agent in agents for key, value in encode_lines(line_seats(agent)).items()}
         },
     }
     roster = {
         "pk": {"S": pool_pk(pool_id)},
         "sk": {"S": ROSTER_SK},
-        "agents": {"M": {agent.agent_id: encode_member(member_of(agent)) for agent in agents}},
+        MEMBERS: {"M": {agent.agent_id: encode_member(member_of(agent)) for agent in agents}},
     }
     return avail, roster
 
@@ -318,7 +330,7 @@ def pool_fits(agents: Sequence[Agent]) -> bool:
     avail = {
         "pk": {"S": pool_pk("999999")},
         "sk": {"S": AVAIL_SK},
-        "agents": {
+        SEATS: {
             "M": {
                 key: widest if line == 1 else widest_line
                 for agent in agents

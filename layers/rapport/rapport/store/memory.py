@@ -47,6 +47,8 @@ MIN_REQUEST_SECONDS = 0.05
 class _Caller:
     profile: CallerProfile | None = None
     interests: dict[str, Interest] = field(default_factory=dict)
+    calls: dict[int, int] = field(default_factory=dict)
+    """New calls by rate-limit window."""
     records: dict[str, bytes] = field(default_factory=dict)
     """By sort key, encoded as the table holds them: a stored record shares no object with the code that
     wrote or reads it, and (like DynamoDB's data) adds nothing for the garbage collector to walk."""
@@ -248,6 +250,14 @@ class MemoryStore:
         self._request("DeleteItem", deadline)
         with self._lock:
             self.offers.pop((agent_id, call_id), None)
+
+    def count_call(self, caller_key: str, window_seconds: int, now: float, deadline: Deadline) -> int:
+        self._request("UpdateItem", deadline)
+        window = int(now // window_seconds)
+        with self._lock:
+            counts = self._callers.setdefault(caller_key, _Caller()).calls
+            counts[window] = counts.get(window, 0) + 1
+            return counts[window]
 
     def put_record(self, record: DecisionRecord, deadline: Deadline) -> None:
         self._request("PutItem", deadline)

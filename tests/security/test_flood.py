@@ -1,0 +1,75 @@
+"""A flood of calls from one number: at most the policy's count of them ring an agent in a window, the rest
+hear the closing message, and neither the table nor the logs grow with the flood beyond a count."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from attacks import ATTACKER, count, items_under, key, metrics
+from builders import agent
+from rapport.privacy import deployed_rules
+from rapport.store.dynamodb import DynamoStore
+from rapport_local.lambda_runner import LocalFunction
+from rapport_local.sma_contract import response_problems
+from rapport_local.sma_driver import SimulatedCall, actions_of, bridge_target
+
+FLOOD = 1000
+AGENTS = 20
+FALLBACK = "+18005550199"
+
+
+@pytest.fixture
+def router(make_router: Any) -> LocalFunction:
+    routed: LocalFunction = make_router(parameters={"FallbackRoute": FALLBACK})
+    return routed
+
+
+@pytest.fixture
+def agents(store: DynamoStore) -> None:
+    now = time.time()
+    store.load_roster([agent(f"agent-{index:02d}", now - 60 * (index + 1)) for index in range(AGENTS)])
+
+
+def test_a_thousand_calls_from_one_number_ring_no_more_agents_than_the_limit(
+    router: LocalFunction, store: DynamoStore, agents: None, log_lines: list[str]
+) -> None:
+    limit = deployed_rules().rate_limit
+    assert limit is not None and limit.calls < AGENTS
+    flood = [SimulatedCall(router.handle, ATTACKER) for _ in range(FLOOD)]
+    with metrics() as sink, router.environment_applied(), ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda placed: placed.new_inbound(), flood))
+    assert all(response_problems(answer) == [] for answer in answers)
+    rang = [answer for answer in answers if actions_of(answer, "CallAndBridge")]
+    assert len(rang) == limit.calls  # never more, whichever containers the calls reach
+    assert all(bridge_target(answer) != FALLBACK for answer in answers)  # no outbound minutes either
+    told = [answer for answer in answers if actions_of(answer, "Speak") and actions_of(answer, "Hangup")]
+    assert len(told) == FLOOD - limit.calls
+    assert count(sink, "RateLimited") == FLOOD - limit.calls
+    # The table holds one count per window for the flood, not a record per call.
+    partition = items_under(store, ATTACKER, counts=True)
+    assert [item["sk"]["S"].split("#")[0] for item in partition] == ["RATE"]
+    assert int(partition[0]["n"]["N"]) == FLOOD
+    # The logs grow by a bounded line or two per call, and no line carries the number.
+    assert len(log_lines) <= 3 * FLOOD
+    assert max(len(line) for line in log_lines) < 4000
+    assert not any(ATTACKER in line or ATTACKER[1:] in line for line in log_lines)
+
+
+def test_other_callers_still_reach_an_agent_during_a_flood(router: LocalFunction, agents: None) -> None:
+    flood = [SimulatedCall(router.invoke, ATTACKER) for _ in range(50)]
+    for placed in flood:
+        placed.new_inbound()
+    other = SimulatedCall(router.invoke, "+12025550142")
+    assert str(bridge_target(other.new_inbound())).startswith("agent-")
+
+
+def test_the_limit_comes_from_the_policy_file(make_router: Any, agents: None) -> None:
+    overrides = json.dumps({"version": "test-limit", "rate_limit": {"calls": 2, "minutes": 1}})
+    router = make_router(parameters={"PrivacyPolicyOverrides": overrides})
+    answers = [SimulatedCall(router.invoke, ATTACKER).new_inbound() for _ in range(4)]
+    assert [bool(actions_of(answer, "CallAndBridge")) for answer in answers] == [True, True, False, False]
+    assert key(ATTACKER)  # the count is kept under the caller key, never the number
