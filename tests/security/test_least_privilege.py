@@ -17,13 +17,16 @@ import pytest
 from attacks import VICTIM, call
 from builders import agent
 from iam import Request, allowed, recording, statements_of
+from rapport.catalog import CatalogFile
 from rapport.store.dynamodb import DynamoStore
+from rapport.store.signals import SignalStore
 from rapport_local.engine import local_environment
 from rapport_local.http_api import http_request
 from rapport_local.lambda_runner import LocalFunction
 from rapport_local.sma_driver import SimulatedCall, actions_of
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
+CATALOG = EVENTS.parent / "examples" / "catalog.json"
 TABLE_FUNCTIONS = [
     "SmaRouterFunction",
     "ConnectRouterFunction",
@@ -107,7 +110,7 @@ def test_every_request_of_the_routers_call_flows_is_allowed(make_router: Any, ro
 
 
 def test_every_request_of_the_sample_events_is_allowed(
-    dynamodb_endpoint: str, table: str, make_router: Any, make_signals: Any, roster: None
+    dynamodb_endpoint: str, table: str, store: DynamoStore, make_signals: Any, roster: None
 ) -> None:
     """The documented samples of Connect, privacy and signals, replayed as `sam local invoke` would."""
     functions = {"ConnectRouterFunction": "connect", "PrivacyFunction": "privacy"}
@@ -122,10 +125,18 @@ def test_every_request_of_the_sample_events_is_allowed(
                 local.invoke(json.loads(sample.read_text(encoding="utf-8")))
         assert requests, function
         assert judged(function, requests) == [], function
+    SignalStore(store.client, store.table_name).put_products(CatalogFile.load(CATALOG).products)
     signals = make_signals()
+    signal: dict[str, Any] = {
+        "signal_id": "s-1",
+        "caller": "+12025550142",
+        "source": "web",
+        "observed_at": "2026-12-01T10:00:00Z",
+        "products": [{"product": "x200-headphones", "strength": 0.8}],
+    }
     with recording() as requests:
-        body = {"signal_id": "s-1", "caller": VICTIM, "source": "web", "observed_at": "2026-12-01T10:00:00Z"}
-        signals.invoke(http_request("/signals", {**body, "products": [{"product": "x200", "strength": 0.8}]}))
+        assert signals.invoke(http_request("/signals", {"signals": [signal]}))["statusCode"] == 200
+    assert any(request.action == "PutItem" for request in requests)  # the interest was written
     assert judged("SignalsFunction", requests) == []
 
 

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.logging.types import LogRecord
 
 MASK = "<number>"
+MAX_VALUE_CHARS = 2000
+"""A string value in a log line is cut to this many characters: a field an event or a caller fills (an
+SMA error message, a SIP header) cannot make one line, or the logs, grow without bound."""
 
 # Tried first at each position, so a number is never cut out of the middle of one of these.
 _KEEP = r"""
@@ -145,7 +148,7 @@ def redact_value(value: object, default: Callable[[Any], Any] = str) -> Any:
     in keys and in integers of 7 or more digits. Other objects are turned into JSON values by `default`
     first, as `json.dumps` would."""
     if isinstance(value, str):
-        return redact(value)
+        return redact(_bounded(value))
     if isinstance(value, bool) or value is None or isinstance(value, float):
         return value
     if isinstance(value, int):
@@ -160,9 +163,16 @@ def redact_value(value: object, default: Callable[[Any], Any] = str) -> Any:
     return redact(str(converted))
 
 
+def _bounded(text: str) -> str:
+    if len(text) <= MAX_VALUE_CHARS:
+        return text
+    return f"{text[:MAX_VALUE_CHARS]}… ({len(text) - MAX_VALUE_CHARS} more characters)"
+
+
 class RedactingFormatter(LambdaPowertoolsFormatter):
     """Powertools' JSON lines, with every phone number masked in every value but those of `SAFE_KEYS`:
-    the message, the exception and its traceback, extra fields, nested or not."""
+    the message, the exception and its traceback, extra fields, nested or not; and every string value
+    cut at `MAX_VALUE_CHARS`."""
 
     def serialize(self, log: LogRecord) -> str:
         redacted: dict[str, Any] = {}
