@@ -6,7 +6,16 @@ import json
 from typing import Any
 
 import pytest
-from call_state import MAX_RECORD_CHARS, from_attributes, to_attributes
+from call_state import (
+    MAX_RECORD_CHARS,
+    SIGNATURE,
+    Seal,
+    check,
+    from_attributes,
+    seal,
+    state_key,
+    to_attributes,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from rapport.call import CallState, Stage
@@ -194,3 +203,48 @@ def test_arbitrary_string_attributes_never_raise(stored: dict[str, str]) -> None
     state = from_attributes(stored, CALL_ID)
 
     assert state is None or isinstance(state, CallState)
+
+
+# -- the seal ---------------------------------------------------------------------------------------------
+
+KEY = state_key("a pepper")
+SMA = "sma-1"
+
+
+def sealed() -> dict[str, str]:
+    return seal(to_attributes(ringing_berlin()), KEY, CALL_ID, SMA)
+
+
+def test_state_sealed_for_a_call_checks_valid_for_that_call_only() -> None:
+    attributes = sealed()
+    assert check(attributes, KEY, CALL_ID, SMA) is Seal.VALID
+    assert check(attributes, KEY, "another-call", SMA) is Seal.FORGED
+    assert check(attributes, KEY, CALL_ID, "another-sma") is Seal.FORGED
+    assert check(attributes, state_key("another pepper"), CALL_ID, SMA) is Seal.FORGED
+
+
+@pytest.mark.parametrize("name", ["rp_stage", "rp_caller", "rp_link", "rp_record"])
+def test_any_attribute_changed_breaks_the_seal(name: str) -> None:
+    attributes = sealed()
+    attributes[name] = attributes[name][:-1] + ("0" if attributes[name][-1:] != "0" else "1")
+    assert check(attributes, KEY, CALL_ID, SMA) is Seal.FORGED
+
+
+def test_an_attribute_added_or_dropped_breaks_the_seal() -> None:
+    added = {**sealed(), "rp_offered": "1"}
+    dropped = {k: v for k, v in sealed().items() if k != "rp_link"}
+    assert check(added, KEY, CALL_ID, SMA) is Seal.FORGED
+    assert check(dropped, KEY, CALL_ID, SMA) is Seal.FORGED
+
+
+def test_unsealed_state_passes_only_when_it_names_no_caller_and_no_link() -> None:
+    harmless = to_attributes(CallState(stage=Stage.MESSAGE))
+    assert check(harmless, KEY, CALL_ID, SMA) is Seal.UNSIGNED
+    naming = to_attributes(ringing_berlin())
+    assert check(naming, KEY, CALL_ID, SMA) is Seal.FORGED
+    assert check({**harmless, "rp_link": "3650"}, KEY, CALL_ID, SMA) is Seal.FORGED
+
+
+def test_sealed_state_without_the_key_at_hand_is_unverifiable_not_valid() -> None:
+    assert check(sealed(), None, CALL_ID, SMA) is Seal.UNVERIFIABLE
+    assert check({**sealed(), SIGNATURE: "not hex"}, None, CALL_ID, SMA) is Seal.FORGED
