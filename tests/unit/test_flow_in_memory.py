@@ -105,7 +105,7 @@ def test_a_fresh_container_reads_the_directory_and_a_pool_first(store: MemorySto
     routing = flow(store)
     routing.start(new_call(US), NOW, deadline())
     # The directory and the caller's context together, then the pool, then the reservation.
-    assert store.rounds == [["Query", "UpdateItem", "GetItem"], ["Query"], ["UpdateItem"]]
+    assert store.rounds == [["Query", "GetItem", "UpdateItem"], ["Query"], ["UpdateItem"]]
 
 
 def test_a_container_whose_directory_is_old_rereads_it_without_an_extra_round_trip(
@@ -117,7 +117,7 @@ def test_a_container_whose_directory_is_old_rereads_it_without_an_extra_round_tr
     route = routing.start(new_call("+12025550111"), later, Deadline(1.5))
     assert route.kind is RouteKind.AGENT
     # The old directory still says which pool to read: it is read with the new directory and the context.
-    assert store.rounds == [["Query", "UpdateItem", "GetItem", "Query"], ["UpdateItem"]]
+    assert store.rounds == [["Query", "GetItem", "Query", "UpdateItem"], ["UpdateItem"]]
 
 
 def test_a_caller_with_no_number_needs_no_context_read(store: MemoryStore) -> None:

@@ -261,17 +261,24 @@ class NewCall:
             cap = self.rules.for_jurisdiction(self.call.region)[1].interest_cap
             records = max(RECENT_RECORDS, cap.times)
             requests.append(lambda: self.store.caller_context(key, self.now, self.deadline, records))
-        limit = self.rules.rate_limit
-        counting = self.key is not None and limit is not None and self.channel is Channel.SMA
-        if counting and self.asked is None:  # a call routed after the question was counted already
-            key, window = str(self.key), limit.window_seconds if limit else 0
-            requests.append(lambda: self.store.count_call(key, window, self.now, self.deadline))
-        else:
-            counting = False
         if directory is None:
             requests.append(lambda: self.store.directory(self.deadline))
         requests += [self._read(pool_id) for pool_id in stale]
+        limit = self.rules.rate_limit
+        # Counted once per call (a call routed after the question was counted when it came in), in one
+        # try: a count that fails lets the call through rather than holding it up (Store.count_call).
+        counting = limit is not None and self.key is not None and self.channel is Channel.SMA
+        counting = counting and self.asked is None
+        if counting and limit is not None and self.key is not None:
+            key, window = self.key, limit.window_seconds
+            requests.append(lambda: self.store.count_call(key, window, self.now, self.deadline))
         results = self.store.together(requests, self.deadline)
+        if counting:
+            counted = results.pop()
+            if isinstance(counted, int):
+                self.calls_in_window = counted
+            else:  # not counted: the call is routed (a limit must not turn a table hiccup into silence)
+                logger.warning("call not counted for the rate limit", extra={"error": str(counted)})
         readable = True
         if self.key is not None:
             context = results.pop(0)
@@ -281,12 +288,6 @@ class NewCall:
                 logger.warning("caller context unavailable", extra={"error": str(context)})
                 self.notes.append(Note(code=NoteCode.PROFILE_UNAVAILABLE, detail=str(context)))
                 readable = False
-        if counting:
-            counted = results.pop(0)
-            if isinstance(counted, int):
-                self.calls_in_window = counted
-            else:  # not counted: the call is routed (a limit must not turn a table hiccup into silence)
-                logger.warning("call not counted for the rate limit", extra={"error": str(counted)})
         if directory is None:
             directory = self._directory_from(results.pop(0))
         self._keep(stale, results)

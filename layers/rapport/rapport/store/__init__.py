@@ -109,7 +109,8 @@ class Store(Protocol):
 
     def count_call(self, caller_key: str, window_seconds: int, now: float, deadline: Deadline) -> int:
         """Count one more new call of this caller in the current rate-limit window; the count so far,
-        this call included."""
+        this call included. One try, never retried: a throttled or failed count must not hold up the
+        round trip it shares with the caller's context."""
         ...
 
     def put_record(self, record: DecisionRecord, deadline: Deadline) -> None:

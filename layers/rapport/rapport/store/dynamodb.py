@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
@@ -144,14 +145,16 @@ class DynamoStore:
 
     # -- plumbing -------------------------------------------------------------------------------------
 
-    def _call(self, method: str, deadline: Deadline | None, **params: Any) -> dict[str, Any]:
+    def _call(
+        self, method: str, deadline: Deadline | None, client: DynamoDBClient | None = None, **params: Any
+    ) -> dict[str, Any]:
         # DynamoDB's name for the operation (UpdateItem for update_item), as in its docs.
         operation = self._client.meta.method_to_api_mapping.get(method, method)
         if deadline is not None and deadline.remaining() < MIN_REQUEST_SECONDS:
             raise StoreUnavailable(f"time budget spent before {operation}")
         started = time.perf_counter()
         try:
-            response: dict[str, Any] = getattr(self._client, method)(**params)
+            response: dict[str, Any] = getattr(client or self._client, method)(**params)
         except ClientError as error:
             code = _error_code(error)
             if code == "ConditionalCheckFailedException":
@@ -444,11 +447,22 @@ class DynamoStore:
             values={**values, ":now": number(now), ":tag": {"S": tag}},
         )
 
+    @cached_property
+    def _one_try(self) -> DynamoDBClient:
+        """A client like this store's that never retries (same endpoint, Region and credentials)."""
+        meta = self._client.meta
+        config = meta.config.merge(Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+        client: DynamoDBClient = boto3.session.Session().client(
+            "dynamodb", endpoint_url=meta.endpoint_url, region_name=meta.region_name, config=config
+        )
+        return client
+
     def count_call(self, caller_key: str, window_seconds: int, now: float, deadline: Deadline) -> int:
         window = int(now // window_seconds)
         answer = self._call(
             "update_item",
             deadline,
+            client=self._one_try,
             TableName=self.table_name,
             Key=to_item(rate_key(caller_key, window)),
             UpdateExpression="ADD n :one SET expires_at = :end",
