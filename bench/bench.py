@@ -302,7 +302,8 @@ def sequential(setup: Setup, calls: int, contacts: Setup | None = None) -> Seque
     rapport_meter, baseline_meter, connect_meter = Meter(), Meter(), Meter()
     with setup.rapport.environment_applied(), lambda_stdout():
         setup.rapport.run({"InvocationEventType": "RINGING"})  # a warm container, as in steady traffic
-        rapport_meter.attach(setup.rapport.module.services().store.client)
+        for client in setup.rapport.module.services().store.clients:  # the rate-limit count's too
+            rapport_meter.attach(client)
         baseline_meter.attach(setup.baseline.dynamodb)
         rapport = Function(setup.rapport.run, setup.rapport.context)
         baseline = Function(setup.baseline.lambda_handler, lambda: FakeLambdaContext("baseline", 4, 512))

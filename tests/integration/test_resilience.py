@@ -210,9 +210,8 @@ def requests_of_three_new_calls(
     router = make_router()
     router.invoke({"InvocationEventType": "RINGING"})  # build the container's clients
     requests: list[str] = []
-    router.module.services().store.client.meta.events.register(
-        "before-call.dynamodb", lambda model, **_: requests.append(model.name)
-    )
+    for client in router.module.services().store.clients:  # the rate-limit count has one of its own
+        client.meta.events.register("before-call.dynamodb", lambda model, **_: requests.append(model.name))
     for index in range(3):
         requests.append("|")
         response = SimulatedCall(router.invoke, f"+1202555{index:04d}").new_inbound()

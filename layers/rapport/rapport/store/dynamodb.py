@@ -447,6 +447,11 @@ class DynamoStore:
             values={**values, ":now": number(now), ":tag": {"S": tag}},
         )
 
+    @property
+    def clients(self) -> tuple[DynamoDBClient, ...]:
+        """Every client this store sends requests with (to meter them all)."""
+        return (self._client, self._one_try)
+
     @cached_property
     def _one_try(self) -> DynamoDBClient:
         """A client like this store's that never retries (same endpoint, Region and credentials)."""
