@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
@@ -91,6 +90,8 @@ CALL_PATH_CONFIG = Config(
     # check of every parameter costs a third of a millisecond of CPU per request.
     parameter_validation=False,
 )
+ONE_TRY = Config(retries={"total_max_attempts": 1, "mode": "standard"})
+"""For requests that must not wait on a retry (the rate-limit count: a failed one lets the call through)."""
 # Do not start a request with less than this left of the budget: it could not finish in time.
 MIN_REQUEST_SECONDS = 0.05
 
@@ -126,10 +127,13 @@ def _old_seats(error: ClientError) -> dict[str, Seat]:
 class DynamoStore:
     """rapport's table. Cheap to construct around a client; create the client once per container."""
 
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+    def __init__(
+        self, client: DynamoDBClient, table_name: str, one_try: DynamoDBClient | None = None
+    ) -> None:
         self._client = client
         self.table_name = table_name
         self._workers: ThreadPoolExecutor | None = None
+        self._single_try = one_try
 
     @property
     def client(self) -> DynamoDBClient:
@@ -141,7 +145,11 @@ class DynamoStore:
         """A store with its own client, from a session of its own so that credentials, region and
         endpoint are read now (`AWS_ENDPOINT_URL_DYNAMODB` points it at DynamoDB Local), not taken
         from whatever boto3's default session cached earlier in the process."""
-        return cls(boto3.session.Session().client("dynamodb", config=config), table_name)
+        session = boto3.session.Session()
+        # Both clients now, in the container's init: building one costs tens of milliseconds of CPU,
+        # which no call's budget should pay. The second (one try) sends the rate-limit count.
+        one_try = session.client("dynamodb", config=config.merge(ONE_TRY))
+        return cls(session.client("dynamodb", config=config), table_name, one_try)
 
     # -- plumbing -------------------------------------------------------------------------------------
 
@@ -452,15 +460,19 @@ class DynamoStore:
         """Every client this store sends requests with (to meter them all)."""
         return (self._client, self._one_try)
 
-    @cached_property
+    @property
     def _one_try(self) -> DynamoDBClient:
-        """A client like this store's that never retries (same endpoint, Region and credentials)."""
-        meta = self._client.meta
-        config = meta.config.merge(Config(retries={"total_max_attempts": 1, "mode": "standard"}))
-        client: DynamoDBClient = boto3.session.Session().client(
-            "dynamodb", endpoint_url=meta.endpoint_url, region_name=meta.region_name, config=config
-        )
-        return client
+        """A client like this store's that never retries (same endpoint, Region and credentials): the one
+        `for_table` built, or, for a store made around a client, one built now."""
+        if self._single_try is None:
+            meta = self._client.meta
+            self._single_try = boto3.session.Session().client(
+                "dynamodb",
+                endpoint_url=meta.endpoint_url,
+                region_name=meta.region_name,
+                config=meta.config.merge(ONE_TRY),
+            )
+        return self._single_try
 
     def count_call(self, caller_key: str, window_seconds: int, now: float, deadline: Deadline) -> int:
         window = int(now // window_seconds)
