@@ -26,6 +26,8 @@ from rapport.models import (
     RoutingMode,
 )
 from rapport_local.lambda_runner import LocalFunction
+from rapport_local.sma_contract import response_problems
+from rapport_local.sma_driver import SimulatedCall
 
 # make_router(parameters=, environment=, endpoint=, table=): SmaRouterFunction on the test's table.
 RouterFactory = Callable[..., LocalFunction]
@@ -108,3 +110,16 @@ def ringing_attributes(
     )
     stage = Stage.CONNECTED if connected else Stage.AGENT
     return to_attributes(CallState(stage=stage, record=record))
+
+
+def checked_call(
+    router: LocalFunction, caller: str, sip_headers: dict[str, str] | None = None
+) -> SimulatedCall:
+    """A call whose every response is checked against what the SMA accepts."""
+
+    def invoke(event: dict[str, Any]) -> Any:
+        response = router.invoke(event)
+        assert response_problems(response) == [], event["InvocationEventType"]
+        return response
+
+    return SimulatedCall(invoke, caller, sip_headers=sip_headers)

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from builders import DAY, RouterFactory, agent, interest, later, profile, state_of
+from builders import DAY, RouterFactory, agent, checked_call, interest, later, profile, state_of
 from rapport.explain import record_reasons
 from rapport.models import AgentState, AttemptOutcome, Outcome, RoutingMode
 from rapport.numbers import caller_key
@@ -30,14 +30,7 @@ def key(number: str) -> str:
 
 
 def call(router: LocalFunction, caller: str, sip_headers: dict[str, str] | None = None) -> SimulatedCall:
-    """A call whose every response is checked against what the SMA accepts."""
-
-    def invoke(event: dict[str, Any]) -> Any:
-        response = router.invoke(event)
-        assert response_problems(response) == [], event["InvocationEventType"]
-        return response
-
-    return SimulatedCall(invoke, caller, sip_headers=sip_headers)
+    return checked_call(router, caller, sip_headers)
 
 
 def bridge_of(response: dict[str, Any]) -> dict[str, Any]:

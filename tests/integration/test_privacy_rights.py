@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import RouterFactory, SignalsFactory, agent, interest, later, profile, state_of
+from builders import RouterFactory, SignalsFactory, agent, checked_call, interest, later, profile, state_of
 from rapport.catalog import CatalogFile
 from rapport.models import Grounds, RoutingMode
 from rapport.numbers import caller_key
@@ -25,7 +25,6 @@ from rapport.store.signals import SignalStore
 from rapport_local.engine import create_table, local_client, local_environment
 from rapport_local.http_api import http_request
 from rapport_local.lambda_runner import LocalFunction
-from rapport_local.sma_contract import response_problems
 from rapport_local.sma_driver import SimulatedCall, actions_of, bridge_target
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -73,12 +72,7 @@ def routed(store: DynamoStore, caller: str, placed: SimulatedCall) -> RoutingMod
 
 
 def call(router: LocalFunction, caller: str) -> SimulatedCall:
-    def invoke(event: dict[str, Any]) -> Any:
-        response = router.invoke(event)
-        assert response_problems(response) == [], event["InvocationEventType"]
-        return response
-
-    return SimulatedCall(invoke, caller)
+    return checked_call(router, caller)
 
 
 def whole_call(router: LocalFunction, caller: str) -> SimulatedCall:

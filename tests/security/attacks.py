@@ -7,12 +7,12 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from builders import checked_call
 from rapport.numbers import caller_key
 from rapport.settings import DEVELOPMENT_PEPPER
 from rapport.store.dynamodb import DynamoStore
 from rapport_local.emf import MetricSink
 from rapport_local.lambda_runner import LocalFunction
-from rapport_local.sma_contract import response_problems
 from rapport_local.sma_driver import SimulatedCall
 
 VICTIM = "+493055501042"  # a German caller with history: known-agent routing on legitimate interest
@@ -24,12 +24,7 @@ def key(number: str) -> str:
 
 
 def call(router: LocalFunction, caller: str) -> SimulatedCall:
-    def invoke(event: dict[str, Any]) -> Any:
-        response = router.invoke(event)
-        assert response_problems(response) == [], event["InvocationEventType"]
-        return response
-
-    return SimulatedCall(invoke, caller)
+    return checked_call(router, caller)
 
 
 @contextlib.contextmanager
