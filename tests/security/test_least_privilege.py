@@ -18,6 +18,7 @@ from attacks import VICTIM, call
 from builders import agent
 from iam import Request, allowed, recording, statements_of
 from rapport.catalog import CatalogFile
+from rapport.models import AgentEndpoint, EndpointKind, Presence
 from rapport.store.dynamodb import DynamoStore
 from rapport.store.signals import SignalStore
 from rapport_local.engine import local_environment
@@ -153,3 +154,31 @@ def test_the_agents_function_may_change_an_endpoint(dynamodb_endpoint: str, tabl
         assert agents.invoke(http_request("/agents", new))["statusCode"] == 201
     assert any(request.partition.startswith("POOL#") for request in requests)
     assert judged("AgentsFunction", requests) == []
+
+
+def test_every_request_of_the_agent_page_functions_is_allowed(
+    dynamodb_endpoint: str, table: str, store: DynamoStore
+) -> None:
+    """The page signs in (the agent available), an offer is pushed, the page closes, and after the grace
+    the agent is offline: each function's requests judged against its own policy."""
+    browser = AgentEndpoint(kind=EndpointKind.BROWSER, address="potsdam-13")
+    store.put_agent(agent("potsdam-13", time.time() - 60, endpoint=browser, presence=Presence.OFFLINE))
+    steps = [
+        ("AgentPageFunction", "connect.json"),
+        ("AgentPageFunction", "offers.json"),
+        ("AgentPagePushFunction", "stream_offer.json"),
+        ("AgentPageFunction", "disconnect.json"),
+        ("AgentPageGraceFunction", "grace.json"),
+    ]
+    written = set()
+    for function, sample in steps:
+        local = LocalFunction(
+            function,
+            resources={"Table": table, "CallerKeySecret": ""},
+            environment=local_environment(dynamodb_endpoint),
+        )
+        with recording() as requests:
+            local.invoke(json.loads((EVENTS / "agent_page" / sample).read_text(encoding="utf-8")))
+        assert judged(function, requests) == [], (function, sample)
+        written |= {request.partition.split("#")[0] for request in requests if request.action != "Query"}
+    assert {"PAGE", "POOL", "AGENT"} <= written  # the page, and the agent's presence both ways
