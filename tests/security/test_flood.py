@@ -44,15 +44,18 @@ def test_a_thousand_calls_from_one_number_ring_no_more_agents_than_the_limit(
         answers = list(pool.map(lambda placed: placed.new_inbound(), flood))
     assert all(response_problems(answer) == [] for answer in answers)
     rang = [answer for answer in answers if actions_of(answer, "CallAndBridge")]
-    assert len(rang) == limit.calls  # never more, whichever containers the calls reach
+    # Never more, whichever containers the calls reach; a call whose count itself failed (DynamoDB Local
+    # refusing a connection on a busy machine) goes through, as designed, and says so in the log.
+    not_counted = sum("call not counted for the rate limit" in line for line in log_lines)
+    assert limit.calls <= len(rang) <= limit.calls + not_counted
     assert all(bridge_target(answer) != FALLBACK for answer in answers)  # no outbound minutes either
     told = [answer for answer in answers if actions_of(answer, "Speak") and actions_of(answer, "Hangup")]
-    assert len(told) == FLOOD - limit.calls
-    assert count(sink, "RateLimited") == FLOOD - limit.calls
+    assert len(told) == FLOOD - len(rang)
+    assert count(sink, "RateLimited") == FLOOD - len(rang)
     # The table holds one count per window for the flood, not a record per call.
     partition = items_under(store, ATTACKER, counts=True)
     assert [item["sk"]["S"].split("#")[0] for item in partition] == ["RATE"]
-    assert int(partition[0]["n"]["N"]) == FLOOD
+    assert FLOOD - not_counted <= int(partition[0]["n"]["N"]) <= FLOOD  # a timed-out count may have landed
     # The logs grow by a bounded line or two per call, and no line carries the number.
     assert len(log_lines) <= 3 * FLOOD
     assert max(len(line) for line in log_lines) < 4000
