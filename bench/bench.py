@@ -248,6 +248,8 @@ class Sequential:
     costs: dict[str, list[tuple[int, float, float]]] = field(default_factory=dict)
     floor: dict[str, list[float]] = field(default_factory=dict)
     rounds: dict[str, list[int]] = field(default_factory=dict)
+    counted: dict[str, list[float]] = field(default_factory=dict)
+    """Units billed for the rate limit's count, per whole call (metered on the count's own client)."""
 
 
 def floor_requests(store: DynamoStore, pool: str, agent_id: str, index: int, together: bool) -> float:
@@ -304,6 +306,8 @@ def sequential(setup: Setup, calls: int, contacts: Setup | None = None) -> Seque
         setup.rapport.run({"InvocationEventType": "RINGING"})  # a warm container, as in steady traffic
         for client in setup.rapport.module.services().store.clients:  # the rate-limit count's too
             rapport_meter.attach(client)
+        count_meter = Meter()  # the rate-limit count alone: its client sends nothing else
+        count_meter.attach(setup.rapport.module.services().store.clients[1])
         baseline_meter.attach(setup.baseline.dynamodb)
         rapport = Function(setup.rapport.run, setup.rapport.context)
         baseline = Function(setup.baseline.lambda_handler, lambda: FakeLambdaContext("baseline", 4, 512))
@@ -314,9 +318,11 @@ def sequential(setup: Setup, calls: int, contacts: Setup | None = None) -> Seque
             timed_call(baseline, f"+1505556{warm:04d}", fail_first=False)
 
         def metered(name: str, handle: Function, meter: Meter, number: str, fail: bool) -> None:
-            before = meter.snapshot()
+            before, counted = meter.snapshot(), count_meter.billed
             times, rounds = timed_call(handle, number, fail, meter)
             after = meter.snapshot()
+            if meter is rapport_meter:
+                result.counted.setdefault(name, []).append(count_meter.billed - counted)
             result.inbound.setdefault(name, []).append(times[0])
             result.rounds.setdefault(name, []).append(rounds)
             result.whole.setdefault(name, []).append(sum(times))
@@ -700,6 +706,11 @@ def targets_section(
         lines.append(
             f"| whole call (inbound, one failover, bridge, hang-up) ≤ {WHOLE_CALL_UNITS:.0f} units, {size:,}"
             f" agents | {billed:.2f} billed | {verdict(billed <= WHOLE_CALL_UNITS)} |"
+        )
+        counted = statistics.mean(result.counted.get("new caller, one failover", [0.0]))
+        lines.append(
+            f"| (of it, the rate limit's count, metered on its own client, {size:,} agents;"
+            f" `rate_limit: null` leaves it out) | {counted:.2f} billed | – |"
         )
         costliest, most = max(
             ((kind, statistics.mean(s[2] for s in costs)) for kind, costs in result.costs.items()),
