@@ -10,9 +10,9 @@ PY313_BIN := $(shell pyenv root 2>/dev/null)/versions/3.13.0/bin
 SAM_PATH := $(PY313_BIN):$(PATH)
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: setup demo test test-fast lint format build validate bench clean java chromium agent-page
+.PHONY: setup demo test test-fast lint format build validate bench clean java chromium firefox agent-page
 
-setup: $(VENV)/.installed node_modules/.installed $(SAM_VENV)/.installed java chromium agent-page
+setup: $(VENV)/.installed node_modules/.installed $(SAM_VENV)/.installed java chromium firefox agent-page
 
 $(VENV)/.installed: pyproject.toml layers/rapport/requirements.txt functions/sip_rule/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ java:
 # The agent page's tests drive Debian's Chromium headless (Playwright never downloads a browser here).
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+# ... and Debian's Firefox ESR, driven over WebDriver BiDi by puppeteer-core (no browser download either).
+firefox:
+	@command -v firefox-esr >/dev/null || { apt-get update -qq && apt-get install -y -qq firefox-esr; }
 
 # The agent page's script: src/app.js with amazon-chime-sdk-js, bundled by esbuild (npm run build:agent-page).
 agent-page: agent-page/dist/agent-page.js
