@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from attacks import ATTACKER, count, items_under, key, metrics
 from builders import agent
+from rapport.models import DecisionRecord, NoteCode
 from rapport.privacy import deployed_rules
 from rapport.store.dynamodb import DynamoStore
 from rapport_local.lambda_runner import LocalFunction
@@ -20,6 +21,8 @@ from rapport_local.sma_driver import SimulatedCall, actions_of, bridge_target
 FLOOD = 1000
 AGENTS = 20
 FALLBACK = "+18005550199"
+# Why a call within the limit may go to the fallback number: its agents could not be read or held in time.
+TABLE_TOO_SLOW = {NoteCode.AGENTS_UNREADABLE, NoteCode.RESERVATION_FAILED, NoteCode.BUDGET_SPENT}
 
 
 @pytest.fixture
@@ -40,22 +43,40 @@ def test_a_thousand_calls_from_one_number_ring_no_more_agents_than_the_limit(
     limit = deployed_rules().rate_limit
     assert limit is not None and limit.calls < AGENTS
     flood = [SimulatedCall(router.handle, ATTACKER) for _ in range(FLOOD)]
+    started = time.time()
     with metrics() as sink, router.environment_applied(), ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda placed: placed.new_inbound(), flood))
-    assert all(response_problems(answer) == [] for answer in answers)
-    rang = [answer for answer in answers if actions_of(answer, "CallAndBridge")]
-    # Never more, whichever containers the calls reach; a call whose count itself failed (DynamoDB Local
-    # refusing a connection on a busy machine) goes through, as designed, and says so in the log.
-    not_counted = sum("call not counted for the rate limit" in line for line in log_lines)
-    assert limit.calls <= len(rang) <= limit.calls + not_counted
-    assert all(bridge_target(answer) != FALLBACK for answer in answers)  # no outbound minutes either
+    # The limit holds per fixed window: a flood that runs across a window's end meets a fresh count.
+    windows = int(time.time() // limit.window_seconds) - int(started // limit.window_seconds) + 1
+    assert [problems for answer in answers if (problems := response_problems(answer))] == []
+    bridged = [answer for answer in answers if actions_of(answer, "CallAndBridge")]
+    # Never more, whichever containers the calls reach. A call whose count was not seen (DynamoDB Local
+    # refusing a connection or answering too late on a busy machine) goes through, as designed, and says
+    # so in the log.
+    unseen = sum(
+        "call not counted for the rate limit" in line or "time budget spent: answering" in line
+        for line in log_lines
+    )
+    assert limit.calls <= len(bridged) <= limit.calls * windows + unseen
+    # A call within the limit whose agent could not be read or held in its time budget (a busy machine)
+    # goes to the fallback number rather than being dropped, and its record says why.
+    dialled = [answer for answer in bridged if bridge_target(answer) == FALLBACK]
+    why = [
+        {
+            note.code
+            for note in DecisionRecord.model_validate_json(answer["TransactionAttributes"]["rp_record"]).notes
+        }
+        for answer in dialled
+    ]
+    assert all(codes & TABLE_TOO_SLOW for codes in why), why
     told = [answer for answer in answers if actions_of(answer, "Speak") and actions_of(answer, "Hangup")]
-    assert len(told) == FLOOD - len(rang)
-    assert count(sink, "RateLimited") == FLOOD - len(rang)
+    assert len(told) == FLOOD - len(bridged)
+    assert count(sink, "RateLimited") == FLOOD - len(bridged)
     # The table holds one count per window for the flood, not a record per call.
     partition = items_under(store, ATTACKER, counts=True)
-    assert [item["sk"]["S"].split("#")[0] for item in partition] == ["RATE"]
-    assert FLOOD - not_counted <= int(partition[0]["n"]["N"]) <= FLOOD  # a timed-out count may have landed
+    assert [item["sk"]["S"].split("#")[0] for item in partition] == ["RATE"] * windows
+    counted = sum(int(item["n"]["N"]) for item in partition)
+    assert FLOOD - unseen <= counted <= FLOOD  # a count that answered too late may have landed
     # The logs grow by a bounded line or two per call, and no line carries the number.
     assert len(log_lines) <= 3 * FLOOD
     assert max(len(line) for line in log_lines) < 4000
